@@ -1,0 +1,55 @@
+# Everything runs from the project's own .venv, created by `make install` with uv (bootstrapped
+# from PyPI into .uv/). Only Python 3.11 and make are needed on the machine.
+PYTHON ?= python3
+VENV := .venv
+UV := .uv/bin/uv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo test dev serve lint fmt bench bench-quick clean
+
+install: $(STAMP)
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/fti demo
+
+test: install
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+serve: install
+	$(BIN)/fti serve --host 127.0.0.1 --port 8000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python -m benchmarks.run --scale full
+
+bench-quick: install
+	$(BIN)/python -m benchmarks.run --scale quick --out .bench/BENCHMARKS.quick.md
+
+clean:
+	rm -rf data .dagster_home dbt_project/target dbt_project/logs .pytest_cache .ruff_cache .bench

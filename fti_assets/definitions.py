@@ -1,0 +1,21 @@
+"""The one entry point: every stage's assets, checks and sensors plus the shared resources."""
+
+
+import dagster as dg
+
+from fti_assets.defs.features import checks as feature_checks
+from fti_assets.defs.ingest import assets as ingest_assets
+from fti_assets.defs.transform import assets as transform_assets
+from fti_assets.resources import default_resources
+
+defs = dg.Definitions(
+    assets=[
+        *dg.load_assets_from_modules([ingest_assets]),
+        transform_assets.dbt_reference_models,
+        transform_assets.dbt_daily_models,
+    ],
+    asset_checks=[
+        *feature_checks.feature_contract_checks,
+    ],
+    resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
+)

@@ -1,0 +1,43 @@
+"""Blocking contract checks on every feature group.
+
+A failing contract (types, ranges, nulls, duplicate (entity key, event_time)) stops everything
+downstream of the feature group: training datasets and the online store never see bad rows.
+"""
+
+
+import dagster as dg
+
+from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
+from fti_assets.lib.offline_store import quote_ident, read_frame, table_exists
+from fti_assets.lib.quality import validate_feature_group
+from fti_assets.resources import OfflineStoreResource
+
+
+def _contract_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(spec.name),
+        name=f"{spec.name}_contract",
+        blocking=True,
+        description=(
+            f"Pandera contract of feature group {spec.name} v{spec.version}: column types, "
+            "ranges, non-null keys and event_time, unique (entity key, event_time)."
+        ),
+    )
+    def _check(offline_store: OfflineStoreResource) -> dg.AssetCheckResult:
+        with offline_store.connection() as con:
+            if not table_exists(con, spec.table):
+                return dg.AssetCheckResult(
+                    passed=False, description=f"table {spec.table} does not exist"
+                )
+            frame = read_frame(con, f"select * from {quote_ident(spec.table)}")
+        report = validate_feature_group(spec, frame)
+        return dg.AssetCheckResult(
+            passed=report.passed,
+            description=report.describe(),
+            metadata={"rows": report.rows, "failures": report.failures},
+        )
+
+    return _check
+
+
+feature_contract_checks = [_contract_check(spec) for spec in FEATURE_GROUPS.values()]

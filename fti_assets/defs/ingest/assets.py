@@ -1,0 +1,165 @@
+"""Ingestion: landing files → raw tables in the offline store, behind Pandera contracts.
+
+Each file's rows are split into accepted rows and quarantined rows (table ``quarantine``, with a
+reason); rows_in = accepted + quarantined. A partition is replaced in one transaction.
+"""
+
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+
+from fti_assets.defs.metadata import OWNERS, markdown_table
+from fti_assets.lib.ingest import (
+    IngestReport,
+    ingest_cards,
+    ingest_fraud_labels_day,
+    ingest_merchants,
+    ingest_transactions_day,
+)
+from fti_assets.partitions import daily_partitions, single_run
+from fti_assets.resources import DataDirResource, OfflineStoreResource
+
+KINDS = {"duckdb", "pandera", "parquet"}
+
+
+def _days(context: dg.AssetExecutionContext) -> list[date]:
+    window = context.partition_time_window
+    day, end = window.start.date(), window.end.date()
+    days = []
+    while day < end:
+        days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def _report_metadata(reports: list[IngestReport]) -> dict:
+    rows_in = sum(r.rows_in for r in reports)
+    accepted = sum(r.accepted for r in reports)
+    quarantined = sum(r.quarantined for r in reports)
+    reasons: dict[str, int] = {}
+    for r in reports:
+        for reason, n in r.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    warnings = [w for r in reports for w in r.warnings]
+    return {
+        "rows_in": rows_in,
+        "rows_accepted": accepted,
+        "rows_quarantined": quarantined,
+        "dagster/row_count": accepted,
+        "files": len(reports),
+        "quarantine_reasons": markdown_table(
+            [{"reason": k, "rows": v} for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])]
+        ),
+        "per_file": markdown_table(
+            [
+                {
+                    "file": r.source_file.rsplit("/", 1)[-1],
+                    "rows_in": r.rows_in,
+                    "accepted": r.accepted,
+                    "quarantined": r.quarantined,
+                }
+                for r in reports
+            ],
+            limit=31,
+        ),
+        "warnings": "\n".join(warnings) or "none",
+    }
+
+
+def _ingest_days(
+    context: dg.AssetExecutionContext,
+    offline_store: OfflineStoreResource,
+    data_dir: DataDirResource,
+    ingest_day: Callable[[duckdb.DuckDBPyConnection, object, date], IngestReport],
+) -> dg.MaterializeResult:
+    reports = []
+    with offline_store.connection() as con:
+        for day in _days(context):
+            report = ingest_day(con, data_dir.layout.landing_dir, day)
+            for warning in report.warnings:
+                context.log.warning(warning)
+            context.log.info(
+                f"{report.source_file}: {report.rows_in} in, {report.accepted} accepted, "
+                f"{report.quarantined} quarantined"
+            )
+            reports.append(report)
+    return dg.MaterializeResult(metadata=_report_metadata(reports))
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds=KINDS,
+    owners=OWNERS,
+    pool="offline_store",
+    tags={"layer": "raw"},
+)
+def raw_cards(offline_store: OfflineStoreResource, data_dir: DataDirResource) -> dg.MaterializeResult:
+    """Card and customer reference data (home location, credit limit, age band, open date)."""
+    with offline_store.connection() as con:
+        report = ingest_cards(con, data_dir.layout.landing_dir)
+    return dg.MaterializeResult(metadata=_report_metadata([report]))
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds=KINDS,
+    owners=OWNERS,
+    pool="offline_store",
+    tags={"layer": "raw"},
+)
+def raw_merchants(
+    offline_store: OfflineStoreResource, data_dir: DataDirResource
+) -> dg.MaterializeResult:
+    """Merchant reference data (category, location, risk profile)."""
+    with offline_store.connection() as con:
+        report = ingest_merchants(con, data_dir.layout.landing_dir)
+    return dg.MaterializeResult(metadata=_report_metadata([report]))
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds=KINDS,
+    owners=OWNERS,
+    pool="offline_store",
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    deps=[raw_cards, raw_merchants],
+    tags={"layer": "raw"},
+)
+def raw_transactions(
+    context: dg.AssetExecutionContext,
+    offline_store: OfflineStoreResource,
+    data_dir: DataDirResource,
+) -> dg.MaterializeResult:
+    """Card transactions, one partition per daily landing file (UTC day)."""
+    return _ingest_days(context, offline_store, data_dir, ingest_transactions_day)
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds=KINDS,
+    owners=OWNERS,
+    pool="offline_store",
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    deps=[
+        dg.AssetDep(
+            raw_transactions,
+            # A label reported on day d refers to a transaction of the 30 days before.
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-30, end_offset=0, allow_nonexistent_upstream_partitions=True
+            ),
+        )
+    ],
+    tags={"layer": "raw"},
+)
+def raw_fraud_labels(
+    context: dg.AssetExecutionContext,
+    offline_store: OfflineStoreResource,
+    data_dir: DataDirResource,
+) -> dg.MaterializeResult:
+    """Fraud labels, partitioned by the day they were reported (days after the transaction)."""
+    return _ingest_days(context, offline_store, data_dir, ingest_fraud_labels_day)

@@ -1,0 +1,123 @@
+"""dbt: staging → intermediate → marts over the raw tables, run through Dagster.
+
+Marts are feature groups (see fti_assets/lib/feature_groups.py); dbt tests become asset checks.
+Models tagged ``daily`` are incremental and partitioned by day: Dagster passes the partition
+window as dbt vars and each model replaces those days (delete+insert in one transaction).
+"""
+
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from fti_assets.defs.metadata import FEATURE_FRESHNESS, OWNERS, feature_group_metadata
+from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.settings import PROJECT_ROOT
+from fti_assets.partitions import daily_partitions, single_run
+from fti_assets.resources import OfflineStoreResource
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()
+if not dbt_project.manifest_path.exists():
+    # Outside `dagster dev` (tests, `fti demo`, a fresh clone) parse once to get the manifest.
+    dbt_project.preparer.prepare(dbt_project)
+
+
+class FtiDbtTranslator(DagsterDbtTranslator):
+    """Groups dbt models by stage and attaches the feature-group contract to marts."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] != "model":
+            return super().get_group_name(dbt_resource_props)
+        return "features" if dbt_resource_props["name"] in FEATURE_GROUPS else "transform"
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return OWNERS
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.key.to_user_string() in FEATURE_GROUPS:
+            spec = spec.replace_attributes(freshness_policy=FEATURE_FRESHNESS)
+        return spec
+
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        metadata = dict(super().get_metadata(dbt_resource_props))
+        spec = FEATURE_GROUPS.get(dbt_resource_props["name"])
+        if spec is not None and spec.source == "dbt":
+            metadata.update(feature_group_metadata(spec))
+        return metadata
+
+
+translator = FtiDbtTranslator()
+
+
+def _dbt_build(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    offline_store: OfflineStoreResource,
+    dbt_vars: dict[str, str] | None = None,
+) -> Iterator[Any]:
+    # dbt's profile reads the store path from FTI_DUCKDB_PATH: point it at this resource's file.
+    os.environ["FTI_DUCKDB_PATH"] = offline_store.path
+    args = ["build"]
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
+    yield from dbt.cli(args, context=context).stream()
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    exclude="tag:daily",
+    dagster_dbt_translator=translator,
+    name="dbt_reference_models",
+    pool="offline_store",
+)
+def dbt_reference_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, offline_store: OfflineStoreResource
+) -> Iterator[Any]:
+    """Staging views and reference feature groups (card and merchant profiles)."""
+    yield from _dbt_build(context, dbt, offline_store)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select="tag:daily",
+    dagster_dbt_translator=translator,
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    name="dbt_daily_models",
+    pool="offline_store",
+)
+def dbt_daily_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, offline_store: OfflineStoreResource
+) -> Iterator[Any]:
+    """Daily incremental models: activity aggregates and the card/merchant daily feature groups."""
+    window = context.partition_time_window
+    dbt_vars = {
+        "start_date": window.start.date().isoformat(),
+        "end_date": (window.end - timedelta(days=1)).date().isoformat(),
+    }
+    yield from _dbt_build(context, dbt, offline_store, dbt_vars)
+
+
+def dbt_resource() -> DbtCliResource:
+    # The dbt next to this interpreter: the venv's, even when the venv is not on PATH.
+    dbt_executable = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(
+        project_dir=dbt_project,
+        profiles_dir=str(DBT_PROJECT_DIR),
+        dbt_executable=str(dbt_executable) if dbt_executable.exists() else "dbt",
+    )

@@ -1,0 +1,1 @@
+"""Pure-Python core of the platform: no Dagster imports live under this package."""

@@ -1,0 +1,168 @@
+"""Feature group specs: the storage contract every pipeline stage agrees on.
+
+A feature group is a table in the offline store with an entity key (one or more columns), an
+``event_time`` (UTC, the moment the values became true/available), a version, a description,
+owners and an ``online`` flag. One :class:`FeatureGroupSpec` per group lives in code; the
+assets that write a group, the point-in-time join, the online store and the asset metadata all
+read it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    dtype: str  # "float64", "int64", "string", "bool", "timestamp_utc"
+    description: str
+    nullable: bool = True
+    # Inclusive valid range checked by the group's contract (None = unbounded).
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+@dataclass(frozen=True)
+class FeatureGroupSpec:
+    name: str
+    version: int
+    entity_keys: tuple[str, ...]
+    features: tuple[FeatureSpec, ...]
+    description: str
+    owners: tuple[str, ...] = ("team:ml-platform",)
+    online: bool = False
+    event_time: str = "event_time"
+    source: str = ""  # "dbt", "polars" or "on_demand"
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def table(self) -> str:
+        """Offline table name: the version is part of it, so old versions stay readable."""
+        return f"{self.name}_v{self.version}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.entity_keys, self.event_time, *self.feature_names]
+
+    def feature(self, name: str) -> FeatureSpec:
+        for spec in self.features:
+            if spec.name == name:
+                return spec
+        raise KeyError(
+            f"feature group {self.name!r} has no feature {name!r}; has {self.feature_names}"
+        )
+
+
+def _f(
+    name: str,
+    dtype: str,
+    description: str,
+    nullable: bool = True,
+    min_value: float | None = None,
+    max_value: float | None = None,
+) -> FeatureSpec:
+    # Counts and amounts are never negative; that is the default range of numeric features.
+    if min_value is None and dtype in ("int64", "float64") and not name.endswith(("lat", "lon")):
+        min_value = 0
+    return FeatureSpec(name, dtype, description, nullable, min_value, max_value)
+
+
+CARD_DAILY_FEATURES = FeatureGroupSpec(
+    name="card_daily_features",
+    version=1,
+    entity_keys=("card_id",),
+    source="dbt",
+    online=True,
+    description=(
+        "Per card and day, trailing 1/7/30-day transaction counts and amounts; available at the "
+        "midnight UTC that ends the day."
+    ),
+    features=(
+        _f("feature_date", "date", "Day the aggregates cover (event_time is its end).", False),
+        _f("tx_count_1d", "int64", "Transactions on the day.", False),
+        _f("tx_count_7d", "int64", "Transactions in the trailing 7 days.", False),
+        _f("tx_count_30d", "int64", "Transactions in the trailing 30 days.", False),
+        _f("amount_sum_1d", "float64", "Amount spent on the day.", False),
+        _f("amount_sum_7d", "float64", "Amount spent in the trailing 7 days.", False),
+        _f("amount_sum_30d", "float64", "Amount spent in the trailing 30 days.", False),
+        _f("amount_mean_7d", "float64", "Mean amount over the trailing 7 days (null if none)."),
+        _f("amount_mean_30d", "float64", "Mean amount over the trailing 30 days (null if none)."),
+        _f("online_share_30d", "float64", "Share of online transactions over 30 days.", True, 0, 1),
+        _f("active_days_30d", "int64", "Days with a transaction in the trailing 30 days.", False),
+    ),
+)
+
+MERCHANT_DAILY_FEATURES = FeatureGroupSpec(
+    name="merchant_daily_features",
+    version=1,
+    entity_keys=("merchant_id",),
+    source="dbt",
+    online=True,
+    description=(
+        "Per merchant and day, trailing activity and a 30-day fraud rate that counts only fraud "
+        "reports that had arrived by the end of the day (no leakage through late labels)."
+    ),
+    features=(
+        _f("feature_date", "date", "Day the aggregates cover (event_time is its end).", False),
+        _f("tx_count_7d", "int64", "Transactions in the trailing 7 days.", False),
+        _f("tx_count_30d", "int64", "Transactions in the trailing 30 days.", False),
+        _f("amount_mean_30d", "float64", "Mean amount over the trailing 30 days."),
+        _f(
+            "known_fraud_30d",
+            "int64",
+            "Fraud among the 30-day transactions, reported by then.",
+            False,
+        ),
+        _f("fraud_rate_30d", "float64", "known_fraud_30d / tx_count_30d (null if none).", True, 0, 1),
+    ),
+)
+
+CARD_PROFILE_FEATURES = FeatureGroupSpec(
+    name="card_profile_features",
+    version=1,
+    entity_keys=("card_id",),
+    source="dbt",
+    online=True,
+    description="Card and customer attributes, true from the day the account was opened.",
+    features=(
+        _f("home_lat", "float64", "Latitude of the card holder's home.", False, -90, 90),
+        _f("home_lon", "float64", "Longitude of the card holder's home.", False, -180, 180),
+        _f("credit_limit", "float64", "Credit limit of the card.", False),
+        _f("age_band", "string", "Age band of the card holder.", False),
+        _f("account_open_date", "date", "Day the account was opened.", False),
+    ),
+)
+
+MERCHANT_PROFILE_FEATURES = FeatureGroupSpec(
+    name="merchant_profile_features",
+    version=1,
+    entity_keys=("merchant_id",),
+    source="dbt",
+    online=True,
+    description=(
+        "Merchant category, risk profile and location (reference data without a validity time: "
+        "event_time is the epoch)."
+    ),
+    features=(
+        _f("merchant_category", "string", "The merchant's business category.", False),
+        _f("merchant_risk_profile", "string", "Risk tier assigned by the acquirer.", False),
+        _f("merchant_lat", "float64", "Merchant latitude.", False, -90, 90),
+        _f("merchant_lon", "float64", "Merchant longitude.", False, -180, 180),
+    ),
+)
+
+
+FEATURE_GROUPS: dict[str, FeatureGroupSpec] = {
+    spec.name: spec
+    for spec in (
+        CARD_DAILY_FEATURES,
+        MERCHANT_DAILY_FEATURES,
+        CARD_PROFILE_FEATURES,
+        MERCHANT_PROFILE_FEATURES,
+    )
+}

@@ -1,0 +1,58 @@
+"""Dagster resources: each piece of the shared data layer behind one configurable resource."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from fti_assets.lib.offline_store import connect
+from fti_assets.lib.settings import DataLayout, Settings
+
+
+class OfflineStoreResource(dg.ConfigurableResource):
+    """The DuckDB offline store (FTI_DUCKDB_PATH). Writers run in the ``offline_store`` pool."""
+
+    path: str
+
+    @contextmanager
+    def connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = connect(self.path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+class DataDirResource(dg.ConfigurableResource):
+    """The data folder (FTI_DATA_DIR): landing files, datasets, models, reports."""
+
+    path: str
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(Path(self.path))
+
+
+class OnlineStoreResource(dg.ConfigurableResource):
+    """The SQLite online store (FTI_ONLINE_PATH)."""
+
+    path: str
+
+
+def _env_or(name: str, default: Path) -> str | dg.EnvVar:
+    """Read from the env var (shown as such in the UI) when set, else the default path."""
+    return dg.EnvVar(name) if os.environ.get(name) else str(default)
+
+
+def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    settings = settings or Settings.from_env()
+    return {
+        "offline_store": OfflineStoreResource(path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path)),
+        "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
+        "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
+    }
