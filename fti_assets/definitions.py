@@ -1,8 +1,8 @@
 """The one entry point: every stage's assets, checks and sensors plus the shared resources."""
 
-
 import dagster as dg
 
+from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
 from fti_assets.defs.ingest import assets as ingest_assets
 from fti_assets.defs.transform import assets as transform_assets
@@ -13,9 +13,12 @@ defs = dg.Definitions(
         *dg.load_assets_from_modules([ingest_assets]),
         transform_assets.dbt_reference_models,
         transform_assets.dbt_daily_models,
+        feature_assets.card_transaction_features,
+        *feature_assets.online_assets,
     ],
     asset_checks=[
         *feature_checks.feature_contract_checks,
+        *feature_checks.online_checks,
     ],
     resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
 )

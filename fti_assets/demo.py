@@ -23,6 +23,7 @@ def materialize_graph(
     end: date | None = None,
     selection: dg.AssetSelection | str | Sequence[str] | None = None,
     instance: dg.DagsterInstance | None = None,
+    resources: dict | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the selected assets (default: all, with their checks) in ONE run.
@@ -36,7 +37,7 @@ def materialize_graph(
     return dg.materialize(
         assets,
         instance=instance,
-        resources=defs.resources,
+        resources=resources if resources is not None else defs.resources,
         selection=selection,
         raise_on_error=raise_on_error,
         tags={
@@ -86,9 +87,13 @@ def run_demo(console: Console) -> dg.ExecuteInProcessResult:
     checks = result.get_asset_check_evaluations()
     passed = sum(1 for c in checks if c.passed)
     failed = [c.asset_check_key.to_user_string() for c in checks if not c.passed]
-    console.print(f"asset checks: {passed}/{len(checks)} passed" + (f"; FAILED: {failed}" if failed else ""))
-    console.print(f"run {result.run_id} finished in {elapsed:.1f}s: "
-                  + ("[green]success[/green]" if result.success else "[red]failure[/red]"))
+    console.print(
+        f"asset checks: {passed}/{len(checks)} passed" + (f"; FAILED: {failed}" if failed else "")
+    )
+    console.print(
+        f"run {result.run_id} finished in {elapsed:.1f}s: "
+        + ("[green]success[/green]" if result.success else "[red]failure[/red]")
+    )
     console.print(
         "Open the UI with [bold]make dev[/bold] → http://127.0.0.1:3000 "
         "(asset graph, partitions, checks, run history)."

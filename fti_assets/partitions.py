@@ -1,4 +1,4 @@
-"""The daily partitions shared by every partitioned asset (landing day / feature day / score day)."""
+"""Daily partitions shared by every partitioned asset (landing, feature and scoring day)."""
 
 from __future__ import annotations
 

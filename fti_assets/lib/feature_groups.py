@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fti_assets.lib.windows import card_window_feature_columns, card_window_nullable_features
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -118,7 +120,14 @@ MERCHANT_DAILY_FEATURES = FeatureGroupSpec(
             "Fraud among the 30-day transactions, reported by then.",
             False,
         ),
-        _f("fraud_rate_30d", "float64", "known_fraud_30d / tx_count_30d (null if none).", True, 0, 1),
+        _f(
+            "fraud_rate_30d",
+            "float64",
+            "known_fraud_30d / tx_count_30d (null if none).",
+            True,
+            0,
+            1,
+        ),
     ),
 )
 
@@ -157,9 +166,28 @@ MERCHANT_PROFILE_FEATURES = FeatureGroupSpec(
 )
 
 
+CARD_TRANSACTION_FEATURES = FeatureGroupSpec(
+    name="card_transaction_features",
+    version=1,
+    entity_keys=("card_id",),
+    source="polars",
+    online=True,
+    description=(
+        "Per card, its state right after each transaction (event_time = transaction time): "
+        "counts and amounts over the trailing 1 h / 24 h / 7 d / 30 d, trailing mean and std of "
+        "the amount, the gap to the previous transaction and the latest transaction's values. "
+        "Windows are declared once in fti_assets/lib/windows.py."
+    ),
+    features=tuple(
+        _f(name, dtype, description, nullable=name in card_window_nullable_features())
+        for name, dtype, description in card_window_feature_columns()
+    ),
+)
+
 FEATURE_GROUPS: dict[str, FeatureGroupSpec] = {
     spec.name: spec
     for spec in (
+        CARD_TRANSACTION_FEATURES,
         CARD_DAILY_FEATURES,
         MERCHANT_DAILY_FEATURES,
         CARD_PROFILE_FEATURES,

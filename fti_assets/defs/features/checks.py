@@ -4,13 +4,14 @@ A failing contract (types, ranges, nulls, duplicate (entity key, event_time)) st
 downstream of the feature group: training datasets and the online store never see bad rows.
 """
 
-
 import dagster as dg
 
 from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
+from fti_assets.lib.feature_pipelines import online_offline_mismatches
 from fti_assets.lib.offline_store import quote_ident, read_frame, table_exists
+from fti_assets.lib.online_store import OnlineStore
 from fti_assets.lib.quality import validate_feature_group
-from fti_assets.resources import OfflineStoreResource
+from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
 
 
 def _contract_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
@@ -41,3 +42,35 @@ def _contract_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
 
 
 feature_contract_checks = [_contract_check(spec) for spec in FEATURE_GROUPS.values()]
+
+
+def _online_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(f"online_{spec.name}"),
+        name="online_matches_offline",
+        description=(
+            "For a random sample of entities, the online row equals the newest offline row "
+            "(same event_time, same values)."
+        ),
+    )
+    def _check(
+        offline_store: OfflineStoreResource, online_store: OnlineStoreResource
+    ) -> dg.AssetCheckResult:
+        with (
+            offline_store.connection() as con,
+            OnlineStore(online_store.path, readonly=True) as store,
+        ):
+            compared, problems = online_offline_mismatches(store, con, spec)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            description=f"{compared} entities compared; {len(problems)} mismatches",
+            metadata={
+                "entities_compared": compared,
+                "mismatches": "\n".join(problems[:20]) or "none",
+            },
+        )
+
+    return _check
+
+
+online_checks = [_online_check(spec) for spec in FEATURE_GROUPS.values() if spec.online]

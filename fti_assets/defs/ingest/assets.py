@@ -4,7 +4,6 @@ Each file's rows are split into accepted rows and quarantined rows (table ``quar
 reason); rows_in = accepted + quarantined. A partition is replaced in one transaction.
 """
 
-
 from collections.abc import Callable
 from datetime import date, timedelta
 
@@ -96,7 +95,9 @@ def _ingest_days(
     pool="offline_store",
     tags={"layer": "raw"},
 )
-def raw_cards(offline_store: OfflineStoreResource, data_dir: DataDirResource) -> dg.MaterializeResult:
+def raw_cards(
+    offline_store: OfflineStoreResource, data_dir: DataDirResource
+) -> dg.MaterializeResult:
     """Card and customer reference data (home location, credit limit, age band, open date)."""
     with offline_store.connection() as con:
         report = ingest_cards(con, data_dir.layout.landing_dir)

@@ -5,7 +5,6 @@ Models tagged ``daily`` are incremental and partitioned by day: Dagster passes t
 window as dbt vars and each model replaces those days (delete+insert in one transaction).
 """
 
-
 import json
 import os
 import sys
@@ -70,6 +69,9 @@ def _dbt_build(
 ) -> Iterator[Any]:
     # dbt's profile reads the store path from FTI_DUCKDB_PATH: point it at this resource's file.
     os.environ["FTI_DUCKDB_PATH"] = offline_store.path
+    # A subset run (one model, say) must not run a relationships test whose other parent was
+    # not built in this run: "cautious" runs a test only when all its parents are selected.
+    os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
     args = ["build"]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]

@@ -1,0 +1,97 @@
+"""Python feature pipelines (Polars) and the online store.
+
+``card_transaction_features`` is built by Polars from the window declarations in
+fti_assets/lib/windows.py. The ``online_*`` assets copy the latest row per entity of each online
+feature group into the SQLite online store, in one transaction per group, once the group's
+blocking contract check has passed.
+"""
+
+import dagster as dg
+
+from fti_assets.defs.metadata import (
+    FEATURE_FRESHNESS,
+    OWNERS,
+    feature_group_metadata,
+    frame_preview,
+)
+from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
+from fti_assets.lib.feature_pipelines import latest_offline_rows, refresh_card_transaction_features
+from fti_assets.lib.online_store import OnlineStore
+from fti_assets.partitions import daily_partitions, single_run
+from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
+
+
+@dg.asset(
+    name=CARD_TRANSACTION_FEATURES.name,
+    group_name="features",
+    kinds={"polars", "duckdb"},
+    owners=OWNERS,
+    pool="offline_store",
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    deps=[
+        dg.AssetDep(
+            "raw_transactions",
+            # Trailing windows reach 30 days back.
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-30, end_offset=0, allow_nonexistent_upstream_partitions=True
+            ),
+        )
+    ],
+    metadata=feature_group_metadata(CARD_TRANSACTION_FEATURES),
+    freshness_policy=FEATURE_FRESHNESS,
+    description=CARD_TRANSACTION_FEATURES.description,
+)
+def card_transaction_features(
+    context: dg.AssetExecutionContext, offline_store: OfflineStoreResource
+) -> dg.MaterializeResult:
+    window = context.partition_time_window
+    with offline_store.connection() as con:
+        rows, stats = refresh_card_transaction_features(con, window.start, window.end)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": stats.rows_written,
+            "history_rows_read": stats.rows_read,
+            "cards": stats.entities,
+            "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+            "preview": frame_preview(rows),
+        }
+    )
+
+
+def _online_asset(group: str) -> dg.AssetsDefinition:
+    spec = FEATURE_GROUPS[group]
+
+    @dg.asset(
+        name=f"online_{group}",
+        group_name="online",
+        kinds={"sqlite"},
+        owners=OWNERS,
+        deps=[dg.AssetDep(group)],
+        description=(
+            f"Latest row per {', '.join(spec.entity_keys)} of feature group {group} "
+            f"v{spec.version} in the SQLite online store (one transaction per write)."
+        ),
+        metadata={"feature_group": group, "feature_group_version": spec.version},
+    )
+    def _asset(
+        offline_store: OfflineStoreResource, online_store: OnlineStoreResource
+    ) -> dg.MaterializeResult:
+        with offline_store.connection() as con:
+            latest = latest_offline_rows(con, spec)
+        with OnlineStore(online_store.path) as store:
+            result = store.write_group(spec, latest)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.entities_written,
+                "rows_in": result.rows_in,
+                "entities_skipped_older": result.entities_skipped_older,
+                "max_event_time": str(latest[spec.event_time].max()),
+                "online_path": online_store.path,
+            }
+        )
+
+    return _asset
+
+
+online_assets = [_online_asset(name) for name, spec in FEATURE_GROUPS.items() if spec.online]

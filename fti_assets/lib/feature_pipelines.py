@@ -1,0 +1,111 @@
+"""Feature pipelines that run in Python against the offline store (the dbt ones run in SQL)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FeatureGroupSpec
+from fti_assets.lib.offline_store import (
+    Replacement,
+    quote_ident,
+    read_frame,
+    replace_partitions,
+    table_exists,
+)
+from fti_assets.lib.online_store import NotFound, OnlineStore
+from fti_assets.lib.windows import LOOKBACK, build_card_transaction_features
+
+
+@dataclass(frozen=True)
+class RefreshStats:
+    table: str
+    rows_written: int
+    rows_read: int
+    entities: int
+
+
+def refresh_card_transaction_features(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> tuple[pl.DataFrame, RefreshStats]:
+    """Rebuild the card state rows with start <= event_time < end, reading LOOKBACK of history
+    before ``start``, and replace exactly that window of the table in one transaction."""
+    spec = CARD_TRANSACTION_FEATURES
+    history = read_frame(
+        con,
+        "select transaction_id, card_id, amount, category, channel, transaction_time, lat, lon "
+        "from raw_transactions where transaction_time >= ? and transaction_time < ?",
+        [start - LOOKBACK, end],
+    )
+    rows = build_card_transaction_features(history.lazy(), start, end)
+    replace_partitions(
+        con,
+        [Replacement(spec.table, rows, "event_time >= ? and event_time < ?", [start, end])],
+    )
+    stats = RefreshStats(spec.table, rows.height, history.height, rows["card_id"].n_unique())
+    return rows, stats
+
+
+def latest_offline_rows(
+    con: duckdb.DuckDBPyConnection, spec: FeatureGroupSpec, keys: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """The newest row per entity of a feature group in the offline store (what the online store
+    must hold), optionally only for the entities in ``keys``."""
+    if not table_exists(con, spec.table):
+        raise LookupError(f"offline table {spec.table} of feature group {spec.name} is missing")
+    key_list = ", ".join(quote_ident(k) for k in spec.entity_keys)
+    columns = ", ".join(quote_ident(c) for c in spec.columns)
+    source = quote_ident(spec.table)
+    if keys is not None:
+        wanted = keys.select(spec.entity_keys)  # noqa: F841 - referenced by name in the SQL
+        source = f"(select * from {source} semi join wanted using ({key_list}))"
+    return read_frame(
+        con,
+        f"select {columns} from {source} "
+        f"qualify row_number() over (partition by {key_list} order by "
+        f"{quote_ident(spec.event_time)} desc) = 1",
+    )
+
+
+def online_offline_mismatches(
+    store: OnlineStore,
+    con: duckdb.DuckDBPyConnection,
+    spec: FeatureGroupSpec,
+    sample_size: int = 200,
+    seed: int = 0,
+) -> tuple[int, list[str]]:
+    """Compare the online rows of a sample of entities with the newest offline rows.
+
+    Returns (entities compared, descriptions of mismatches). An entity missing online, a
+    different event_time or any differing value is a mismatch.
+    """
+    latest = latest_offline_rows(con, spec)
+    sample = latest.sample(min(sample_size, latest.height), seed=seed, shuffle=True)
+    keys = sample.select(spec.entity_keys).to_dicts()
+    found = store.get_many(spec.name, keys)
+    problems = []
+    for expected, got in zip(sample.to_dicts(), found, strict=True):
+        key = {k: expected[k] for k in spec.entity_keys}
+        if isinstance(got, NotFound):
+            problems.append(f"{key}: missing online")
+            continue
+        if got.event_time != expected[spec.event_time]:
+            problems.append(
+                f"{key}: online event_time {got.event_time} != offline {expected[spec.event_time]}"
+            )
+        for name in spec.feature_names:
+            if not _same(got.features[name], expected[name]):
+                problems.append(
+                    f"{key}.{name}: online {got.features[name]!r} != offline {expected[name]!r}"
+                )
+    return len(keys), problems
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+    return a == b
