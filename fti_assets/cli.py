@@ -7,6 +7,7 @@ Heavy imports (Dagster, the asset graph) happen inside the commands that need th
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -18,9 +19,36 @@ from rich.table import Table
 
 from fti_assets.lib.settings import DEFAULT_DAYS, DEFAULT_START, Settings
 
-app = typer.Typer(help="FTI feature platform on Dagster: data, features, models, serving.",
-                  no_args_is_help=True)
-console = Console()
+app = typer.Typer(
+    help="FTI feature platform on Dagster: data, features, models, serving.", no_args_is_help=True
+)
+# Piped output (CI logs, `| less`) gets a wide console instead of rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _print_table(rows: list[dict], title: str | None = None) -> None:
+    if not rows:
+        console.print("(none)")
+        return
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+def _emit(rows: list[dict], as_json: bool, title: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        _print_table(rows, title)
+
+
+features_app = typer.Typer(help="Feature groups: list them, read the online store.")
+datasets_app = typer.Typer(help="Training datasets (immutable, versioned).")
+app.add_typer(features_app, name="features")
+app.add_typer(datasets_app, name="datasets")
 
 
 @app.command()
@@ -63,7 +91,9 @@ def generate(
         f"{summary.start} … {summary.end} into {target} in {time.perf_counter() - t0:.1f}s"
     )
     if bad_rows:
-        console.print(f"injected bad rows: {sum(summary.bad_rows.values()):,} ({bad_rows}/kind/day)")
+        console.print(
+            f"injected bad rows: {sum(summary.bad_rows.values()):,} ({bad_rows}/kind/day)"
+        )
 
 
 @app.command()
@@ -80,23 +110,108 @@ def demo(
     run_demo(console)
 
 
-def _print_table(rows: list[dict], title: str | None = None) -> None:
-    if not rows:
-        console.print("(none)")
-        return
-    table = Table(title=title)
-    for col in rows[0]:
-        table.add_column(str(col))
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    console.print(table)
+@features_app.command("list")
+def features_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every feature group: key, version, online flag, source and features."""
+    from fti_assets.lib.feature_groups import FEATURE_GROUPS
+
+    rows = [
+        {
+            "name": spec.name,
+            "version": spec.version,
+            "entity_keys": list(spec.entity_keys) if as_json else ", ".join(spec.entity_keys),
+            "event_time": spec.event_time,
+            "online": spec.online,
+            "source": spec.source,
+            "offline_table": spec.table,
+            "features": (
+                [
+                    {"name": f.name, "dtype": f.dtype, "description": f.description}
+                    for f in spec.features
+                ]
+                if as_json
+                else len(spec.features)
+            ),
+            "description": spec.description,
+        }
+        for spec in FEATURE_GROUPS.values()
+    ]
+    if not as_json:
+        for row in rows:
+            row.pop("description")
+    _emit(rows, as_json, "Feature groups")
 
 
-def _emit(rows: list[dict], as_json: bool, title: str | None = None) -> None:
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
-    else:
-        _print_table(rows, title)
+def _parse_key(raw: str) -> tuple[str, str]:
+    if "=" not in raw:
+        raise typer.BadParameter(f"{raw!r}: expected KEY=VALUE, e.g. card_id=c0000001")
+    name, value = raw.split("=", 1)
+    return name, value
+
+
+@features_app.command("get")
+def features_get(
+    group: Annotated[str, typer.Argument(help="Feature group name.")],
+    keys: Annotated[list[str], typer.Argument(help="Entity key(s) as KEY=VALUE.")],
+) -> None:
+    """Print the online row of one entity as JSON (exit code 1 when not found)."""
+    from fti_assets.lib.online_store import NotFound, OnlineStore
+
+    path = Settings.from_env().online_path
+    if not path.exists():
+        console.print(f"[red]online store {path} does not exist yet; run `make demo` first[/red]")
+        raise typer.Exit(2)
+    with OnlineStore(path, readonly=True) as store:
+        try:
+            result = store.get(group, dict(_parse_key(k) for k in keys))
+        except (KeyError, TypeError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
+    if isinstance(result, NotFound):
+        typer.echo(json.dumps({"group": group, "keys": result.keys, "found": False}))
+        raise typer.Exit(1)
+    typer.echo(
+        json.dumps(
+            {
+                "group": result.group,
+                "version": result.version,
+                "keys": result.keys,
+                "found": True,
+                "event_time": result.event_time.isoformat(),
+                "features": result.features,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+
+
+@datasets_app.command("list")
+def datasets_list(
+    name: Annotated[str, typer.Option(help="Dataset name.")] = "fraud_training_dataset",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every version of a training dataset with its rows, split and content hash."""
+    from fti_assets.lib.datasets import list_datasets
+
+    rows = []
+    for version in list_datasets(Settings.from_env().layout.datasets_dir, name):
+        m = version.manifest
+        rows.append(
+            {
+                "version": version.version,
+                "created_at": m.get("created_at"),
+                "rows": m["rows"]["total"],
+                "fraud": m["positives"]["total"],
+                "cutoff": m["label"]["cutoff"],
+                "groups": ", ".join(f"{g}@v{d['version']}" for g, d in m["feature_groups"].items()),
+                "frame_sha256": m["content_hash"]["frame_sha256"][:12],
+                "path": str(version.path),
+            }
+        )
+    _emit(rows, as_json, f"Datasets: {name}")
 
 
 if __name__ == "__main__":

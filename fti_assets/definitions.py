@@ -5,6 +5,8 @@ import dagster as dg
 from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
 from fti_assets.defs.ingest import assets as ingest_assets
+from fti_assets.defs.training import assets as training_assets
+from fti_assets.defs.training import checks as training_checks
 from fti_assets.defs.transform import assets as transform_assets
 from fti_assets.resources import default_resources
 
@@ -15,10 +17,12 @@ defs = dg.Definitions(
         transform_assets.dbt_daily_models,
         feature_assets.card_transaction_features,
         *feature_assets.online_assets,
+        training_assets.fraud_training_dataset,
     ],
     asset_checks=[
         *feature_checks.feature_contract_checks,
         *feature_checks.online_checks,
+        training_checks.training_dataset_has_no_leakage,
     ],
     resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
 )

@@ -52,7 +52,9 @@ def _env_or(name: str, default: Path) -> str | dg.EnvVar:
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     settings = settings or Settings.from_env()
     return {
-        "offline_store": OfflineStoreResource(path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path)),
+        "offline_store": OfflineStoreResource(
+            path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path)
+        ),
         "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
         "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
     }

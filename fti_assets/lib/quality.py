@@ -21,16 +21,20 @@ class ContractReport:
     def describe(self) -> str:
         if self.passed:
             return f"{self.rows} rows satisfy the contract"
-        parts = [f"{f['column']}: {f['check']} ({f['count']}x, e.g. {f['example']})"
-                 for f in self.failure_summary]
+        parts = [
+            f"{f['column']}: {f['check']} ({f['count']}x, e.g. {f['example']})"
+            for f in self.failure_summary
+        ]
         return f"{self.failures} contract failures in {self.rows} rows: " + "; ".join(parts)
 
 
 def validate_feature_group(spec: FeatureGroupSpec, frame: pl.DataFrame) -> ContractReport:
     """Check a feature group's rows: columns and types, declared ranges, non-null keys and
     event_time, and one row per (entity key, event_time)."""
-    frame = frame.select([c for c in frame.columns if c in spec.columns] +
-                         [c for c in frame.columns if c not in spec.columns])
+    frame = frame.select(
+        [c for c in frame.columns if c in spec.columns]
+        + [c for c in frame.columns if c not in spec.columns]
+    )
     try:
         feature_group_contract(spec).validate(frame, lazy=True)
     except SchemaErrors as exc:
