@@ -18,11 +18,15 @@ defs = dg.Definitions(
         feature_assets.card_transaction_features,
         *feature_assets.online_assets,
         training_assets.fraud_training_dataset,
+        training_assets.fraud_model,
+        training_assets.fraud_model_evaluation,
+        training_assets.fraud_model_champion,
     ],
     asset_checks=[
         *feature_checks.feature_contract_checks,
         *feature_checks.online_checks,
         training_checks.training_dataset_has_no_leakage,
+        training_checks.fraud_model_gates,
     ],
     resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
 )

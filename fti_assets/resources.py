@@ -11,6 +11,7 @@ import dagster as dg
 import duckdb
 
 from fti_assets.lib.offline_store import connect
+from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.settings import DataLayout, Settings
 
 
@@ -44,6 +45,16 @@ class OnlineStoreResource(dg.ConfigurableResource):
     path: str
 
 
+class ModelRegistryResource(dg.ConfigurableResource):
+    """The model registry: tables in the offline store plus artifacts under FTI_DATA_DIR/models."""
+
+    duckdb_path: str
+    models_dir: str
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(Path(self.duckdb_path), Path(self.models_dir))
+
+
 def _env_or(name: str, default: Path) -> str | dg.EnvVar:
     """Read from the env var (shown as such in the UI) when set, else the default path."""
     return dg.EnvVar(name) if os.environ.get(name) else str(default)
@@ -57,4 +68,8 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
         ),
         "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
         "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
+        "model_registry": ModelRegistryResource(
+            duckdb_path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path),
+            models_dir=str(settings.layout.models_dir),
+        ),
     }

@@ -235,21 +235,9 @@ def build_training_frame(
     if frame.is_empty():
         raise ValueError(f"no transactions with {start} <= transaction_time < {end}")
     label_columns = frame.select(LABEL, LABEL_REPORTED_AT)
-    frame = frame.drop(LABEL, LABEL_REPORTED_AT)
-    max_label_time = frame.get_column(LABEL_TIME).max()
-    min_label_time = frame.get_column(LABEL_TIME).min()
     ttl = config.ttl or {}
-    for spec in specs:
-        features = _read_group(con, spec, min_label_time, max_label_time, ttl.get(spec.name))
-        frame = pit_join(
-            frame,
-            features,
-            keys=spec.entity_keys,
-            label_time=LABEL_TIME,
-            feature_time=spec.event_time,
-            ttl=ttl.get(spec.name),
-        )
-    frame = compute_on_demand(frame).hstack(label_columns.get_columns())
+    frame = join_features(con, frame.drop(LABEL, LABEL_REPORTED_AT), specs, ttl)
+    frame = frame.hstack(label_columns.get_columns())
     boundaries = _split_boundaries(frame.get_column(LABEL_TIME), start, end, config)
     frame = frame.with_columns(_split_expr(boundaries))
     info = BuildInfo(
@@ -281,6 +269,37 @@ def build_training_frame(
         cutoff,
     )
     return frame, info
+
+
+def join_features(
+    con: duckdb.DuckDBPyConnection,
+    transactions: pl.DataFrame,
+    specs: Sequence[FeatureGroupSpec],
+    ttl: Mapping[str, timedelta] | None = None,
+) -> pl.DataFrame:
+    """The transactions with every group's features as of (strictly before) their
+    transaction_time, then the on-demand features: the feature vector the model sees.
+
+    Training datasets and batch inference both build their vectors here, and the online
+    service computes the same on-demand features with the same function.
+    """
+    ttl = ttl or {}
+    if transactions.is_empty():
+        raise ValueError("no transactions to join features to")
+    max_time = transactions.get_column(LABEL_TIME).max()
+    min_time = transactions.get_column(LABEL_TIME).min()
+    frame = transactions
+    for spec in specs:
+        features = _read_group(con, spec, min_time, max_time, ttl.get(spec.name))
+        frame = pit_join(
+            frame,
+            features,
+            keys=spec.entity_keys,
+            label_time=LABEL_TIME,
+            feature_time=spec.event_time,
+            ttl=ttl.get(spec.name),
+        )
+    return compute_on_demand(frame)
 
 
 def _select_groups(

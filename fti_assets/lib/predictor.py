@@ -254,7 +254,7 @@ class Predictor:
         self._batch_params = {"num_threads": num_threads} if num_threads > 0 else {}
         self.feature_names: list[str] = list(transform.order)
         self.categorical: dict[str, list[str]] = transform.categorical
-        # Precomputed per-column encoders for the single-row path: (column, index, codes | None).
+        # Single-row plan per feature: (column, index, category codes or None if numeric, unknown).
         self._row_plan: list[tuple[str, int, dict[str, int] | None, int]] = [
             (
                 column,

@@ -1,19 +1,27 @@
-"""Training pipeline: point-in-time-correct training datasets (and, later, models)."""
+"""Training pipeline: point-in-time-correct datasets, the model, its evaluation and promotion."""
 
+import json
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
-from fti_assets.defs.metadata import OWNERS, markdown_table
+from fti_assets.defs.metadata import OWNERS, latest_metadata, markdown_table
 from fti_assets.lib.datasets import (
     DEFAULT_FEATURE_GROUPS,
+    DEFAULT_NAME,
     DatasetConfig,
     build_training_frame,
+    load_dataset,
     model_feature_columns,
     write_dataset,
 )
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.resources import DataDirResource, OfflineStoreResource
+from fti_assets.lib.model_eval import evaluate_candidate
+from fti_assets.lib.training import TrainParams, train_model
+from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -88,5 +96,219 @@ def fraud_training_dataset(
             ),
             "content_hash": manifest["content_hash"]["frame_sha256"],
             "feature_count": len(feature_columns),
+        }
+    )
+
+
+MODEL_NAME = "fraud_model"
+
+
+class TrainConfig(dg.Config):
+    """LightGBM hyperparameters (deterministic: fixed seeds and one thread)."""
+
+    dataset_version: str | None = None  # default: the version fraud_training_dataset last wrote
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    n_estimators: int = 500
+    min_child_samples: int = 50
+    feature_fraction: float = 0.9
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    early_stopping_rounds: int = 50
+    seed: int = 42
+    class_weight: str = "none"  # "balanced" reweights positives (distorts probabilities)
+
+
+def train_params(config: TrainConfig) -> TrainParams:
+    return TrainParams(
+        num_leaves=config.num_leaves,
+        learning_rate=config.learning_rate,
+        n_estimators=config.n_estimators,
+        min_child_samples=config.min_child_samples,
+        feature_fraction=config.feature_fraction,
+        bagging_fraction=config.bagging_fraction,
+        lambda_l2=config.lambda_l2,
+        early_stopping_rounds=config.early_stopping_rounds or None,
+        seed=config.seed,
+        class_weight=config.class_weight,
+    )
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"lightgbm"},
+    owners=OWNERS,
+    pool="offline_store",
+    deps=[fraud_training_dataset],
+)
+def fraud_model(
+    context: dg.AssetExecutionContext,
+    config: TrainConfig,
+    data_dir: DataDirResource,
+    model_registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    """LightGBM fraud classifier trained on one training dataset version, with its
+    model-dependent transforms (feature order, category codes) saved beside it; registered in
+    the model registry as a candidate and aliased ``challenger``."""
+    version = config.dataset_version or latest_metadata(
+        context.instance, "fraud_training_dataset", "dataset_version"
+    )
+    frame, manifest = load_dataset(data_dir.layout.datasets_dir, DEFAULT_NAME, version)
+    params = train_params(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_model(
+            frame.filter(pl.col("split") == "train"),
+            frame.filter(pl.col("split") == "valid"),
+            label=manifest["label_column"],
+            numeric=manifest["numeric_columns"],
+            categorical=manifest["categorical_columns"],
+            params=params,
+            out_dir=Path(tmp) / "artifact",
+        )
+        registry = model_registry.registry()
+        registered = registry.register(
+            MODEL_NAME,
+            result.artifact_dir,
+            training_dataset_version=manifest["version"],
+            feature_group_versions={
+                name: int(g["version"]) for name, g in manifest["feature_groups"].items()
+            },
+            params=result.params,
+            metrics={f"valid_{k}": v for k, v in result.metrics.items()},
+            tags={"dataset_frame_sha256": manifest["content_hash"]["frame_sha256"]},
+        )
+    registry.promote(MODEL_NAME, registered.version, alias="challenger")
+    valid = result.metrics
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": MODEL_NAME,
+            "model_version": registered.version,
+            "model_sha256": registered.sha256,
+            "dataset_version": manifest["version"],
+            "feature_group_versions": markdown_table(
+                [{"group": k, "version": v} for k, v in registered.feature_group_versions.items()]
+            ),
+            "code_version": registered.code_version,
+            "best_iteration": result.best_iteration,
+            "valid_pr_auc": valid["pr_auc"],
+            "valid_roc_auc": valid["roc_auc"],
+            "valid_brier": valid["brier"],
+            "train_rows": result.n_train,
+            "valid_rows": result.n_valid,
+            "features": len(result.feature_names),
+            "artifact": dg.MetadataValue.path(str(registered.artifact_path)),
+            "params": dg.MetadataValue.json(params.to_dict()),
+        }
+    )
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"lightgbm", "matplotlib"},
+    owners=OWNERS,
+    pool="offline_store",
+    deps=[fraud_model],
+)
+def fraud_model_evaluation(
+    context: dg.AssetExecutionContext,
+    data_dir: DataDirResource,
+    model_registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    """Test-split evaluation of the latest candidate: PR-AUC, ROC-AUC, recall at 90% precision,
+    Brier and calibration, per-slice metrics, the current champion on the same rows, and the
+    oracle's PR-AUC (the Bayes limit). PR curve and calibration plots are linked."""
+    version = int(latest_metadata(context.instance, "fraud_model", "model_version"))
+    registry = model_registry.registry()
+    candidate_meta = registry.get(MODEL_NAME, version)
+    candidate = registry.load(MODEL_NAME, version)
+    frame, _ = load_dataset(
+        data_dir.layout.datasets_dir, DEFAULT_NAME, candidate_meta.training_dataset_version
+    )
+    champion_meta = registry.resolve(MODEL_NAME, "champion")
+    champion = None
+    if champion_meta is not None and champion_meta.version != version:
+        champion = registry.load(MODEL_NAME, champion_meta.version)
+    oracle_path = data_dir.layout.oracle_dir / "transactions_oracle.parquet"
+    oracle = pl.read_parquet(oracle_path) if oracle_path.exists() else None
+    report_dir = data_dir.layout.reports_dir / MODEL_NAME / f"v{version}"
+    report = evaluate_candidate(
+        candidate,
+        frame.filter(pl.col("split") == "test"),
+        champion=champion,
+        champion_version=champion_meta.version if champion is not None else None,
+        oracle=oracle,
+        plots_dir=report_dir,
+    )
+    report["model_version"] = version
+    report["dataset_version"] = candidate_meta.training_dataset_version
+    report_path = report_dir / "evaluation.json"
+    report_path.write_text(json.dumps(report, indent=2, default=str))
+    metrics = report["metrics"]
+    oracle_info = report.get("oracle") or {}
+    champion_info = report.get("champion") or {}
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "report": dg.MetadataValue.path(str(report_path)),
+            "test_pr_auc": metrics["pr_auc"],
+            "test_roc_auc": metrics["roc_auc"],
+            "test_recall_at_precision_90": metrics["recall_at_precision"],
+            "test_brier": metrics["brier"],
+            "oracle_pr_auc": oracle_info.get("pr_auc"),
+            "model_to_oracle_pr_auc": oracle_info.get("model_to_oracle_pr_auc"),
+            "champion_version": champion_info.get("version"),
+            "champion_pr_auc": (champion_info.get("metrics") or {}).get("pr_auc"),
+            "slices": markdown_table(
+                [
+                    {
+                        "slice": f"{s['slice_column']}={s['slice_value']}",
+                        "n": s["n"],
+                        "fraud": s["positives"],
+                        "pr_auc": _fmt(s["pr_auc"]),
+                        "recall": _fmt(s["recall"]),
+                    }
+                    for s in report["slices"]
+                ],
+                limit=40,
+            ),
+            "pr_curve": dg.MetadataValue.md(f"![PR curve]({report['plots']['pr_curve']})"),
+            "pr_curve_path": dg.MetadataValue.path(report["plots"]["pr_curve"]),
+            "calibration_path": dg.MetadataValue.path(report["plots"]["calibration"]),
+        }
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"lightgbm"},
+    owners=OWNERS,
+    pool="offline_store",
+    deps=[fraud_model_evaluation],
+)
+def fraud_model_champion(
+    context: dg.AssetExecutionContext, model_registry: ModelRegistryResource
+) -> dg.MaterializeResult:
+    """The registry alias ``champion`` of fraud_model: moved to the evaluated candidate only when
+    every blocking gate on fraud_model_evaluation passed (otherwise this never runs)."""
+    version = int(latest_metadata(context.instance, "fraud_model_evaluation", "model_version"))
+    registry = model_registry.registry()
+    previous = registry.resolve(MODEL_NAME, "champion")
+    if previous is not None and previous.version == version:
+        changed = f"v{version} already champion"
+    else:
+        registry.set_status(MODEL_NAME, version, "validated", "passed every promotion gate")
+        registry.promote(MODEL_NAME, version, alias="champion", reason="passed every gate")
+        changed = f"v{previous.version if previous else '—'} → v{version}"
+    context.log.info(f"champion of {MODEL_NAME}: {changed}")
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": MODEL_NAME,
+            "champion_version": version,
+            "previous_champion_version": previous.version if previous else None,
+            "alias_change": changed,
         }
     )
