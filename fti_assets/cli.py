@@ -49,6 +49,8 @@ features_app = typer.Typer(help="Feature groups: list them, read the online stor
 datasets_app = typer.Typer(help="Training datasets (immutable, versioned).")
 app.add_typer(features_app, name="features")
 app.add_typer(datasets_app, name="datasets")
+models_app = typer.Typer(help="Model registry: versions, aliases, promotion, reproduction.")
+app.add_typer(models_app, name="models")
 
 
 @app.command()
@@ -212,6 +214,101 @@ def datasets_list(
             }
         )
     _emit(rows, as_json, f"Datasets: {name}")
+
+
+def _registry():
+    from fti_assets.lib.registry import ModelRegistry
+
+    settings = Settings.from_env()
+    return ModelRegistry(settings.duckdb_path, settings.layout.models_dir)
+
+
+def _version_row(v) -> dict:
+    return {
+        "name": v.name,
+        "version": v.version,
+        "status": v.status,
+        "aliases": ", ".join(v.aliases),
+        "dataset": v.training_dataset_version,
+        "valid_pr_auc": round(v.metrics.get("valid_pr_auc") or 0.0, 4),
+        "created_at": v.created_at.isoformat(timespec="seconds"),
+        "sha256": v.sha256[:12],
+    }
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str | None, typer.Argument(help="Model name (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every registered model version with its status and aliases."""
+    _emit([_version_row(v) for v in _registry().list(name)], as_json, "Registered models")
+
+
+@models_app.command("show")
+def models_show(name: str, version: int) -> None:
+    """Everything the registry records about one version (JSON)."""
+    import dataclasses
+
+    registry = _registry()
+    model = registry.get(name, version)
+    payload = dataclasses.asdict(model)
+    payload["alias_history"] = [
+        dataclasses.asdict(c) for c in registry.alias_history(name) if c.version == version
+    ]
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+@models_app.command("promote")
+def models_promote(
+    name: str,
+    version: int,
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+) -> None:
+    """Point an alias (default champion) at a version; the service picks it up without restart."""
+    registry = _registry()
+    before = registry.resolve(name, alias)
+    registry.promote(name, version, alias=alias, reason="fti models promote")
+    console.print(f"{name}: {alias} v{before.version if before else '—'} → v{version}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: str,
+    alias: Annotated[str, typer.Option(help="Alias to roll back.")] = "champion",
+) -> None:
+    """Move the alias back to its previous holder."""
+    registry = _registry()
+    before = registry.resolve(name, alias)
+    restored = registry.rollback(name, alias=alias, reason="fti models rollback")
+    console.print(f"{name}: {alias} v{before.version if before else '—'} → v{restored.version}")
+
+
+@models_app.command("reproduce")
+def models_reproduce(name: str, version: int) -> None:
+    """Rebuild the version's dataset, retrain with its params, compare the hashes
+    (exit code 1 if the model sha256 differs)."""
+    from fti_assets.lib.offline_store import connection
+    from fti_assets.lib.reproduce import reproduce
+
+    settings = Settings.from_env()
+    with connection(settings.duckdb_path) as con:
+        report = reproduce(_registry(), con, settings.layout.datasets_dir, name, version)
+    console.print(
+        f"dataset {report.dataset_version}: content hash "
+        + ("[green]matches[/green]" if report.dataset_matches else "[red]differs[/red]")
+    )
+    console.print(
+        f"model {name} v{version}: sha256 "
+        + (
+            f"[green]matches[/green] ({report.model_sha256_rebuilt[:16]})"
+            if report.model_matches
+            else f"[red]differs[/red] (expected {report.model_sha256_expected[:16]}, "
+            f"rebuilt {report.model_sha256_rebuilt[:16]})"
+        )
+    )
+    if not report.model_matches:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

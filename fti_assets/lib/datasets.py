@@ -159,10 +159,12 @@ class BuildInfo:
     positives: dict[str, int]  # total and per split
     feature_groups: dict[str, dict[str, Any]]  # name -> version, table, entity keys, ...
     label_source: dict[str, Any] = field(default_factory=dict)
+    build_config: dict[str, Any] = field(default_factory=dict)  # DatasetConfig, to rebuild it
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "build_config": self.build_config,
             "label": {
                 **self.label_source,
                 "cutoff": _iso(self.cutoff),
@@ -251,6 +253,16 @@ def build_training_frame(
         rows=_counts(frame, positives=False),
         positives=_counts(frame, positives=True),
         feature_groups={spec.name: _group_info(spec, ttl.get(spec.name)) for spec in specs},
+        build_config={
+            "name": config.name,
+            "cutoff": _iso(cutoff),
+            "label_maturity_days": config.label_maturity_days,
+            "warmup_days": config.warmup_days,
+            "valid_fraction": config.valid_fraction,
+            "test_fraction": config.test_fraction,
+            "feature_groups": list(config.feature_groups),
+            "ttl_seconds": {k: v.total_seconds() for k, v in ttl.items()},
+        },
         label_source={
             "column": LABEL,
             "table": LABELS_TABLE,
@@ -641,6 +653,21 @@ def _check_name(name: str) -> None:
             f"dataset name {name!r} is not valid; expected letters, digits, '_', '.', '-' "
             "(starting with a letter or digit, at most 128 characters)"
         )
+
+
+def config_from_manifest(manifest: Mapping[str, Any]) -> DatasetConfig:
+    """The DatasetConfig that built a dataset version (to rebuild and compare it)."""
+    built = manifest["build_config"]
+    return DatasetConfig(
+        name=built["name"],
+        cutoff=datetime.fromisoformat(built["cutoff"]),
+        label_maturity_days=built["label_maturity_days"],
+        warmup_days=built["warmup_days"],
+        valid_fraction=built["valid_fraction"],
+        test_fraction=built["test_fraction"],
+        feature_groups=tuple(built["feature_groups"]),
+        ttl={k: timedelta(seconds=v) for k, v in built["ttl_seconds"].items()} or None,
+    )
 
 
 def list_datasets(datasets_dir: Path, name: str = DEFAULT_NAME) -> list[DatasetVersion]:

@@ -1,0 +1,82 @@
+"""Reproducing a registered model: rebuild its dataset version, retrain, compare hashes."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from fti_assets.lib.datasets import DEFAULT_NAME as DATASET_NAME
+from fti_assets.lib.datasets import (
+    build_training_frame,
+    config_from_manifest,
+    frame_sha256,
+    load_dataset,
+)
+from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.registry import ModelRegistry
+from fti_assets.lib.training import TrainParams, train_model
+
+
+@dataclass(frozen=True)
+class ReproduceReport:
+    name: str
+    version: int
+    dataset_version: str
+    dataset_hash_expected: str
+    dataset_hash_rebuilt: str
+    model_sha256_expected: str
+    model_sha256_rebuilt: str
+
+    @property
+    def dataset_matches(self) -> bool:
+        return self.dataset_hash_expected == self.dataset_hash_rebuilt
+
+    @property
+    def model_matches(self) -> bool:
+        return self.model_sha256_expected == self.model_sha256_rebuilt
+
+
+def train_params_from_registry(params: dict) -> TrainParams:
+    """The TrainParams a version was trained with (its registry params hold them and more)."""
+    names = {f.name for f in dataclasses.fields(TrainParams)}
+    return TrainParams(**{k: v for k, v in params.items() if k in names})
+
+
+def reproduce(
+    registry: ModelRegistry,
+    con: duckdb.DuckDBPyConnection,
+    datasets_dir: Path,
+    name: str,
+    version: int,
+) -> ReproduceReport:
+    """Rebuild the model's training dataset from the offline store with the recorded config,
+    retrain with the recorded params, and compare content hash and model sha256."""
+    model = registry.get(name, version)
+    _, manifest = load_dataset(datasets_dir, DATASET_NAME, model.training_dataset_version)
+    config = config_from_manifest(manifest)
+    groups = [FEATURE_GROUPS[g] for g in config.feature_groups]
+    frame, _ = build_training_frame(con, groups, config)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_model(
+            frame.filter(pl.col("split") == "train"),
+            frame.filter(pl.col("split") == "valid"),
+            label=manifest["label_column"],
+            numeric=manifest["numeric_columns"],
+            categorical=manifest["categorical_columns"],
+            params=train_params_from_registry(model.params),
+            out_dir=Path(tmp) / "artifact",
+        )
+    return ReproduceReport(
+        name=name,
+        version=version,
+        dataset_version=model.training_dataset_version,
+        dataset_hash_expected=manifest["content_hash"]["frame_sha256"],
+        dataset_hash_rebuilt=frame_sha256(frame),
+        model_sha256_expected=model.sha256,
+        model_sha256_rebuilt=result.sha256,
+    )

@@ -1,0 +1,361 @@
+"""Online feature vectors and the champion model, for the real-time prediction service.
+
+:class:`FeatureAssembler` builds, for one request, the same feature vector a training dataset
+row holds (``fti_assets.lib.datasets``): the request fields, every online group's features as
+``{group}__{feature}`` plus ``{group}__event_time`` (which stored row was used), then the
+on-demand features from :func:`~fti_assets.lib.on_demand.compute_on_demand_row`, the function
+whose frame version fills the training data. Rules, the same as the point-in-time join's:
+
+* a group's row is used only if its ``event_time`` is strictly earlier than the request's
+  ``transaction_time``. The online store holds only the latest row per entity, so a replayed or
+  old request whose entity has a newer row gets that group as missing (reported as ``stale``);
+* an entity the group does not hold (a new card, an unknown merchant) gets the group's features
+  as ``None`` — what the training data holds for entities without history, and what LightGBM
+  routes down its missing-value branches — and is reported in ``unknown_entities``. Never an
+  error.
+
+:class:`ChampionModel` holds the :class:`~fti_assets.lib.predictor.Predictor` of a model alias
+(``champion`` of ``fraud_model``). It never opens DuckDB (Dagster writes it): it reads the
+registry's ``aliases.json``, and at most every ``check_interval_s`` it stats that file; when the
+file changed and names another version, it loads that version (sha256 checked) and swaps it in
+with one attribute assignment, so a promote or rollback is picked up without a restart. A
+version that fails to load leaves the previous one serving and is reported by :meth:`status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
+from fti_assets.lib.on_demand import (
+    FEATURE_INPUTS,
+    ON_DEMAND_NAMES,
+    REQUEST_COLUMNS,
+    col,
+    compute_on_demand_row,
+)
+from fti_assets.lib.online_store import NotFound, OnlineRow, OnlineStore
+from fti_assets.lib.predictor import Predictor
+from fti_assets.lib.registry import ALIAS_FILE, CHAMPION, read_alias_file
+
+logger = logging.getLogger(__name__)
+
+# Request fields copied into the vector: what a training dataset row holds besides the ids.
+VECTOR_REQUEST_FIELDS = ("amount", "category", "channel", "lat", "lon", "transaction_time")
+REQUIRED_REQUEST_FIELDS = (*VECTOR_REQUEST_FIELDS, "card_id", "merchant_id")
+_ON_DEMAND_INPUTS = tuple(dict.fromkeys((*REQUEST_COLUMNS, *FEATURE_INPUTS)))
+
+
+def online_groups() -> list[FeatureGroupSpec]:
+    """The feature groups the online store serves, in their registry order."""
+    return [spec for spec in FEATURE_GROUPS.values() if spec.online]
+
+
+@dataclass(frozen=True)
+class AssembledFeatures:
+    """The feature vector of one request and what was missing from it."""
+
+    values: dict[str, Any]  # request fields, {group}__{feature}, {group}__event_time, on-demand
+    event_times: dict[str, datetime | None]  # group -> event_time of the row used (None: none)
+    unknown_entities: list[str]  # "card_id=c_17": an entity some group had no row for
+    stale: list[str]  # groups whose row was not strictly earlier than the request
+    missing_groups: list[str] = field(default_factory=list)  # unknown or stale: all None
+
+    @property
+    def fallback(self) -> bool:
+        """True when a group's features were missing and the model used its missing branches."""
+        return bool(self.missing_groups)
+
+
+class _GroupPlan:
+    """Precomputed names for copying one group's row into a vector."""
+
+    __slots__ = ("spec", "name", "keys", "single_key", "pairs", "event_col", "nones")
+
+    def __init__(self, spec: FeatureGroupSpec) -> None:
+        if not spec.entity_keys:
+            raise ValueError(f"feature group {spec.name!r} has no entity keys to look it up by")
+        self.spec = spec
+        self.name = spec.name
+        self.keys = spec.entity_keys
+        self.single_key = len(spec.entity_keys) == 1
+        self.pairs = tuple((f, col(spec.name, f)) for f in spec.feature_names)
+        self.event_col = col(spec.name, "event_time")
+        self.nones: dict[str, None] = dict.fromkeys([c for _, c in self.pairs] + [self.event_col])
+
+    def key_of(self, request: Mapping[str, Any]) -> Any:
+        if self.single_key:
+            return request[self.keys[0]]
+        return {k: request[k] for k in self.keys}
+
+    def entity_text(self, request: Mapping[str, Any]) -> str:
+        return ",".join(f"{k}={request[k]}" for k in self.keys)
+
+
+class FeatureAssembler:
+    """Builds feature vectors from an :class:`OnlineStore`, request fields and on-demand code."""
+
+    def __init__(self, store: OnlineStore, groups: Iterable[FeatureGroupSpec] | None = None):
+        self.store = store
+        self.groups = list(online_groups() if groups is None else groups)
+        self._plans = [_GroupPlan(spec) for spec in self.groups]
+        names = list(VECTOR_REQUEST_FIELDS)
+        for plan in self._plans:
+            names.extend(c for _, c in plan.pairs)
+            names.append(plan.event_col)
+        missing_inputs = [c for c in _ON_DEMAND_INPUTS if c not in names]
+        if missing_inputs:
+            raise ValueError(
+                f"the on-demand features need {missing_inputs}, which none of the groups "
+                f"{[s.name for s in self.groups]} provides"
+            )
+        names.extend(ON_DEMAND_NAMES)
+        self.feature_names: list[str] = names
+
+    def vector(self, request: Mapping[str, Any]) -> AssembledFeatures:
+        """The feature vector of one request (fields of :data:`REQUIRED_REQUEST_FIELDS`)."""
+        _check_request(request)
+        rows = [self.store.get(plan.name, plan.key_of(request)) for plan in self._plans]
+        return self._assemble(request, rows)
+
+    def vectors(self, requests: Sequence[Mapping[str, Any]]) -> list[AssembledFeatures]:
+        """Vectors of many requests, with one ``get_many`` per group."""
+        for request in requests:
+            _check_request(request)
+        if not requests:
+            return []
+        per_group = [
+            self.store.get_many(plan.name, [plan.key_of(r) for r in requests])
+            for plan in self._plans
+        ]
+        return [
+            self._assemble(request, [rows[i] for rows in per_group])
+            for i, request in enumerate(requests)
+        ]
+
+    def _assemble(
+        self, request: Mapping[str, Any], rows: list[OnlineRow | NotFound]
+    ) -> AssembledFeatures:
+        at = request["transaction_time"]
+        values: dict[str, Any] = {name: request[name] for name in VECTOR_REQUEST_FIELDS}
+        event_times: dict[str, datetime | None] = {}
+        unknown: list[str] = []
+        stale: list[str] = []
+        missing: list[str] = []
+        for plan, row in zip(self._plans, rows, strict=True):
+            if isinstance(row, NotFound):
+                entity = plan.entity_text(request)
+                if entity not in unknown:
+                    unknown.append(entity)
+            elif row.event_time >= at:
+                stale.append(plan.name)
+            else:
+                features = row.features
+                for feature, name in plan.pairs:
+                    values[name] = features[feature]
+                values[plan.event_col] = row.event_time
+                event_times[plan.name] = row.event_time
+                continue
+            values.update(plan.nones)
+            event_times[plan.name] = None
+            missing.append(plan.name)
+        values.update(compute_on_demand_row({name: values[name] for name in _ON_DEMAND_INPUTS}))
+        return AssembledFeatures(values, event_times, unknown, stale, missing)
+
+
+def _check_request(request: Mapping[str, Any]) -> None:
+    at = request.get("transaction_time")
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(
+            f"transaction_time must be a timezone-aware datetime, got {at!r}; "
+            "a naive time cannot be compared with UTC event times"
+        )
+    missing = [name for name in REQUIRED_REQUEST_FIELDS if name not in request]
+    if missing:
+        raise ValueError(f"request lacks field(s) {missing}; it has {sorted(request)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The champion model
+# ----------------------------------------------------------------------------------------------
+
+
+class ModelUnavailableError(RuntimeError):
+    """No model can serve: the alias is unset or its version failed to load."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model version and where it came from."""
+
+    name: str
+    alias: str
+    version: int
+    sha256: str
+    path: Path
+    predictor: Predictor
+    loaded_at: datetime
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "alias": self.alias,
+            "version": self.version,
+            "sha256": self.sha256,
+            "path": str(self.path),
+            "loaded_at": self.loaded_at.isoformat(),
+        }
+
+
+_StatKey = tuple[int, int, int]
+
+
+class ChampionModel:
+    """The model an alias points at, reloaded when the registry's alias file changes.
+
+    ``required_features``: names the service can build; a version whose model needs another
+    feature is refused (the previous version keeps serving) instead of failing every request.
+    Thread-safe; :meth:`get` costs a clock read, plus one ``os.stat`` every ``check_interval_s``.
+    """
+
+    def __init__(
+        self,
+        models_dir: Path,
+        name: str,
+        alias: str = CHAMPION,
+        *,
+        check_interval_s: float = 1.0,
+        required_features: Collection[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if check_interval_s < 0:
+            raise ValueError(f"check_interval_s must be >= 0, got {check_interval_s}")
+        self.models_dir = Path(models_dir)
+        self.name = name
+        self.alias = alias
+        self.check_interval_s = check_interval_s
+        self.alias_path = self.models_dir / name / ALIAS_FILE
+        self._available = None if required_features is None else frozenset(required_features)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._model: LoadedModel | None = None
+        self._stat_key: _StatKey | None = None
+        self._next_check = float("-inf")
+        self._alias_entry: dict[str, Any] | None = None
+        self._error: str | None = None
+
+    def get(self) -> LoadedModel | None:
+        """The model to serve now (None if there is none); picks up alias changes."""
+        now = self._clock()
+        if now >= self._next_check:
+            self._next_check = now + self.check_interval_s
+            key = self._stat()
+            if key != self._stat_key:
+                with self._lock:
+                    self._refresh(key)
+        return self._model
+
+    def reload(self) -> LoadedModel:
+        """Re-read the alias now and load its version (retrying a version that failed)."""
+        with self._lock:
+            self._next_check = self._clock() + self.check_interval_s
+            self._refresh(self._stat(), force=True)
+            model = self._model
+            if model is None or self._error is not None:
+                raise ModelUnavailableError(self._error or "no model loaded")
+            return model
+
+    def status(self) -> dict[str, Any]:
+        """What is loaded, what the alias file says, and the last load error."""
+        model, entry = self._model, self._alias_entry
+        return {
+            "name": self.name,
+            "alias": self.alias,
+            "alias_file": str(self.alias_path),
+            "alias_version": None if entry is None else entry.get("version"),
+            "loaded": None if model is None else model.describe(),
+            "error": self._error,
+        }
+
+    def _stat(self) -> _StatKey | None:
+        try:
+            st = os.stat(self.alias_path)
+        except FileNotFoundError:
+            return None
+        # aliases.json is replaced by a rename: a new inode even within one mtime tick.
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self, key: _StatKey | None, *, force: bool = False) -> None:
+        """Load the version the alias file names, if it is not the one loaded (lock held)."""
+        if key == self._stat_key and not force:
+            return  # another thread refreshed while this one waited for the lock
+        self._stat_key = key
+        try:
+            entry = read_alias_file(self.models_dir, self.name, self.alias)
+        except ValueError as exc:  # a JSON error: the file is replaced atomically, so unlikely
+            self._fail(f"cannot read {self.alias_path}: {exc}")
+            return
+        self._alias_entry = entry
+        if entry is None:
+            self._fail(
+                f"model {self.name!r} has no {self.alias!r} alias in {self.alias_path}; "
+                "register and promote a model first"
+            )
+            return
+        current = self._model
+        if current is not None and (current.version, current.sha256) == (
+            entry["version"],
+            entry["sha256"],
+        ):
+            self._error = None
+            return
+        try:
+            model = self._load(entry)
+        except Exception as exc:  # noqa: BLE001 - reported by status() and /ready, old model kept
+            self._fail(
+                f"cannot load model {self.name!r} version {entry.get('version')} "
+                f"({self.alias}): {type(exc).__name__}: {exc}"
+            )
+            return
+        self._model = model
+        self._error = None
+        logger.info(
+            "serving model %s version %d (%s, sha256 %s)",
+            self.name,
+            model.version,
+            self.alias,
+            model.sha256[:12],
+        )
+
+    def _load(self, entry: Mapping[str, Any]) -> LoadedModel:
+        path = Path(entry["path"])
+        predictor = Predictor.load(path, expected_sha256=entry["sha256"])
+        if self._available is not None:
+            unknown = [f for f in predictor.feature_names if f not in self._available]
+            if unknown:
+                raise ValueError(
+                    f"the model needs feature(s) {unknown} that the service does not build"
+                )
+        return LoadedModel(
+            name=self.name,
+            alias=self.alias,
+            version=int(entry["version"]),
+            sha256=predictor.model_sha256,
+            path=path,
+            predictor=predictor,
+            loaded_at=datetime.now(UTC),
+        )
+
+    def _fail(self, message: str) -> None:
+        self._error = message
+        if self._model is not None:
+            message += f"; still serving version {self._model.version}"
+        logger.error("%s", message)
