@@ -4,6 +4,7 @@ import dagster as dg
 
 from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
+from fti_assets.defs.inference import assets as inference_assets
 from fti_assets.defs.ingest import assets as ingest_assets
 from fti_assets.defs.training import assets as training_assets
 from fti_assets.defs.training import checks as training_checks
@@ -21,6 +22,7 @@ defs = dg.Definitions(
         training_assets.fraud_model,
         training_assets.fraud_model_evaluation,
         training_assets.fraud_model_champion,
+        inference_assets.fraud_predictions,
     ],
     asset_checks=[
         *feature_checks.feature_contract_checks,

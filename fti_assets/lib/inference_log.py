@@ -114,9 +114,7 @@ class InferenceLogger:
         self.written = 0
         self.dropped = 0
         self.write_errors = 0
-        self._thread = threading.Thread(
-            target=self._run, name="inference-log-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
         self._thread.start()
 
     # -- caller side ------------------------------------------------------------------------

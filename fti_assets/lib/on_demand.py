@@ -12,9 +12,8 @@ Inputs are the request's transaction fields plus feature columns named ``{group}
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 

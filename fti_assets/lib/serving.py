@@ -107,18 +107,23 @@ class FeatureAssembler:
         self.store = store
         self.groups = list(online_groups() if groups is None else groups)
         self._plans = [_GroupPlan(spec) for spec in self.groups]
+        self.feature_names: list[str] = self.names_for(self.groups)
+
+    @staticmethod
+    def names_for(groups: Iterable[FeatureGroupSpec]) -> list[str]:
+        """Every name a vector built from ``groups`` holds, in vector order."""
+        groups = list(groups)
         names = list(VECTOR_REQUEST_FIELDS)
-        for plan in self._plans:
-            names.extend(c for _, c in plan.pairs)
-            names.append(plan.event_col)
+        for spec in groups:
+            names.extend(col(spec.name, f) for f in spec.feature_names)
+            names.append(col(spec.name, "event_time"))
         missing_inputs = [c for c in _ON_DEMAND_INPUTS if c not in names]
         if missing_inputs:
             raise ValueError(
                 f"the on-demand features need {missing_inputs}, which none of the groups "
-                f"{[s.name for s in self.groups]} provides"
+                f"{[s.name for s in groups]} provides"
             )
-        names.extend(ON_DEMAND_NAMES)
-        self.feature_names: list[str] = names
+        return [*names, *ON_DEMAND_NAMES]
 
     def vector(self, request: Mapping[str, Any]) -> AssembledFeatures:
         """The feature vector of one request (fields of :data:`REQUIRED_REQUEST_FIELDS`)."""

@@ -78,10 +78,9 @@ class WindowFeature:
             raise ValueError(
                 f"window feature {self.name!r}: agg {self.agg!r} is not one of {AGGREGATIONS}"
             )
-        if self.window <= timedelta(0) or self.window % _ONE_MICROSECOND:
+        if self.window <= timedelta(0):
             raise ValueError(
-                f"window feature {self.name!r}: window {self.window!r} must be a positive whole "
-                "number of microseconds"
+                f"window feature {self.name!r}: window {self.window!r} must be positive"
             )
         if self.agg != "count" and TRANSACTION_COLUMNS.get(self.column) != "float64":
             raise ValueError(
@@ -228,7 +227,7 @@ def _rolling_windows(keyed: pl.DataFrame) -> pl.DataFrame:
     for window in dict.fromkeys(f.window for f in CARD_WINDOW_FEATURES):
         # closed="right" is the (t - w, t] window; ties at t are all inside it. Without
         # group_by, rolling returns one row per input row, in input order.
-        rolling = lf.rolling(index_column=_KEY, period=f"{window // _ONE_MICROSECOND}i")
+        rolling = lf.rolling(index_column=_KEY, period=f"{window // _ONE_MICROSECOND + 1}i")
         aggs = [_window_agg(f) for f in CARD_WINDOW_FEATURES if f.window == window]
         parts.append(rolling.agg(aggs).drop(_KEY))
     names = [f.name for f in CARD_WINDOW_FEATURES]

@@ -1,0 +1,1 @@
+"""The real-time prediction service (FastAPI): online features + on-demand + champion model."""

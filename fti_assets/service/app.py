@@ -1,0 +1,473 @@
+"""HTTP prediction service: the champion model scored on online + on-demand features.
+
+Endpoints:
+
+* ``POST /predict`` — one :class:`TransactionRequest` → :class:`PredictionResponse`;
+* ``POST /predict/batch`` — ``{"transactions": [...]}`` (1 to :data:`MAX_BATCH`) →
+  ``{"predictions": [...]}``, in request order, with one online-store query per group;
+* ``GET /health`` — liveness: 200 while the process runs;
+* ``GET /ready`` — readiness: 200 only when a model is loaded and the online store answers with
+  every online feature group at the version the code expects; otherwise 503 with the reasons;
+* ``POST /admin/reload`` — re-read the champion alias now (no authentication: the service binds
+  to 127.0.0.1 by default; put it behind a proxy that guards ``/admin`` before exposing it);
+* ``/openapi.json`` and ``/docs``.
+
+The champion of ``model_name`` is read from the registry's alias file, never from DuckDB, and
+re-checked at most every ``alias_check_interval_s`` on the request path; a promote or rollback
+is served from the next check on (the new version is loaded by the request that notices it).
+If a new version fails to load, the previous one keeps serving and ``/ready`` reports it.
+
+Input rules: a request with a missing, extra (``extra="forbid"``: a typo or a stray label
+column is a client bug better reported than ignored) or ill-typed field, a non-finite or
+out-of-range number, a ``transaction_time`` that is not an ISO 8601 string with a time zone,
+an unknown category/channel or malformed JSON gets a 422 whose ``detail`` names each bad
+field; a body over ``max_body_bytes`` (Content-Length or counted while streaming) a 413; an
+unknown route a 404. No model or no online store: 503 with the reason.
+
+Every prediction is queued to the :class:`~fti_assets.lib.inference_log.InferenceLogger` (no I/O
+on the request path) and flushed on shutdown. Handlers are ``async`` and do their few hundred
+microseconds of CPU work on the event loop (online lookups, on-demand features, one LightGBM
+row): a thread-pool hop would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from fti_assets.lib.domain import CATEGORIES, CHANNELS, MAX_AMOUNT
+from fti_assets.lib.inference_log import InferenceLogger
+from fti_assets.lib.online_store import OnlineStore
+from fti_assets.lib.serving import (
+    AssembledFeatures,
+    ChampionModel,
+    FeatureAssembler,
+    LoadedModel,
+    ModelUnavailableError,
+    online_groups,
+)
+from fti_assets.lib.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "fraud_model"
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 1 << 20
+_STORE_RETRY_S = 1.0
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
+
+
+def _iso_text_only(value: Any) -> Any:
+    # Pydantic would read a number as a Unix time, guessing seconds or milliseconds.
+    if not isinstance(value, str | datetime):
+        raise ValueError(
+            "expected an ISO 8601 date-time string with a time zone, "
+            "e.g. '2026-09-01T10:00:00Z'"
+        )
+    return value
+
+
+_EXAMPLE = {
+    "transaction_id": "tx_000001",
+    "card_id": "card_000042",
+    "merchant_id": "merch_00007",
+    "amount": 42.5,
+    "category": "grocery",
+    "channel": "in_store",
+    "transaction_time": "2026-09-01T10:00:00Z",
+    "lat": 40.71,
+    "lon": -74.0,
+}
+
+
+class TransactionRequest(BaseModel):
+    """One card transaction to score (the columns of the landing files)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
+
+    transaction_id: Identifier
+    card_id: Identifier
+    merchant_id: Identifier
+    amount: Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)]
+    category: Literal[CATEGORIES]  # type: ignore[valid-type]
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+    transaction_time: Annotated[
+        AwareDatetime,
+        BeforeValidator(_iso_text_only),
+        Field(description="ISO 8601 with a time zone (naive times are refused)"),
+    ]
+    lat: Latitude
+    lon: Longitude
+
+    @field_validator("transaction_time")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: Annotated[list[TransactionRequest], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class PredictionResponse(BaseModel):
+    transaction_id: str
+    fraud_probability: float
+    model_name: str
+    model_version: int
+    model_sha256: str
+    features_event_time: dict[str, datetime | None] = Field(
+        description="Per online feature group, the event_time of the row used (null: none)"
+    )
+    unknown_entities: list[str] = Field(description="Entities some group has no row for")
+    stale_groups: list[str] = Field(
+        description="Groups whose stored row is not earlier than transaction_time (unused)"
+    )
+    fallback: bool = Field(description="True when some group's features were missing")
+
+
+class BatchResponse(BaseModel):
+    predictions: list[PredictionResponse]
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+
+
+def _json(payload: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code, media_type="application/json")
+
+
+class ServiceUnavailableError(Exception):
+    """The service cannot predict right now (no model, no online store)."""
+
+
+class PredictionService:
+    """State of one worker process: the champion, the online store and the inference log."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model_name: str = DEFAULT_MODEL_NAME,
+        *,
+        alias_check_interval_s: float = 1.0,
+        log_flush_interval_s: float = 0.5,
+    ) -> None:
+        self.settings = settings
+        self.groups = online_groups()
+        self.model = ChampionModel(
+            settings.layout.models_dir,
+            model_name,
+            check_interval_s=alias_check_interval_s,
+            required_features=FeatureAssembler.names_for(self.groups),
+        )
+        self.inference_log = InferenceLogger(
+            settings.layout.inference_log_dir, flush_interval_s=log_flush_interval_s
+        )
+        self._store: OnlineStore | None = None
+        self._assembler: FeatureAssembler | None = None
+        self._store_error: str | None = None
+        self._next_store_try = float("-inf")
+
+    # -- dependencies -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the champion and open the online store up front (errors are only logged)."""
+        self.model.get()
+        self._assembler_or_none()
+
+    def close(self) -> None:
+        self.inference_log.close()
+        if self._store is not None:
+            self._store.close()
+
+    def _assembler_or_none(self) -> FeatureAssembler | None:
+        if self._assembler is not None:
+            return self._assembler
+        now = time.monotonic()
+        if now < self._next_store_try:
+            return None
+        self._next_store_try = now + _STORE_RETRY_S
+        path = self.settings.online_path
+        try:
+            store = OnlineStore(path, readonly=True)
+        except (OSError, sqlite3.Error) as exc:
+            self._store_error = f"online store {path} cannot be opened: {exc}"
+            logger.warning("%s", self._store_error)
+            return None
+        self._store, self._assembler, self._store_error = store, FeatureAssembler(store), None
+        logger.info("online store %s opened", path)
+        return self._assembler
+
+    def _ready_model(self) -> LoadedModel:
+        model = self.model.get()
+        if model is None:
+            raise ServiceUnavailableError(self.model.status()["error"] or "no model loaded")
+        return model
+
+    def _ready_assembler(self) -> FeatureAssembler:
+        assembler = self._assembler_or_none()
+        if assembler is None:
+            raise ServiceUnavailableError(self._store_error or "online store not open yet")
+        return assembler
+
+    # -- predictions ------------------------------------------------------------------------
+
+    def predict(self, request: TransactionRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        model = self._ready_model()
+        fields = request.model_dump()
+        assembled = _lookup(lambda: self._ready_assembler().vector(fields))
+        probability = model.predictor.predict_one(assembled.values)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return self._finish(fields, assembled, model, probability, latency_ms)
+
+    def predict_batch(self, requests: Sequence[TransactionRequest]) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        model = self._ready_model()
+        fields = [r.model_dump() for r in requests]
+        vectors = _lookup(lambda: self._ready_assembler().vectors(fields))
+        predict_one = model.predictor.predict_one
+        probabilities = [predict_one(v.values) for v in vectors]
+        # Each record carries the batch's mean latency per transaction.
+        latency_ms = (time.perf_counter() - started) * 1000.0 / len(requests)
+        return [
+            self._finish(f, v, model, p, latency_ms)
+            for f, v, p in zip(fields, vectors, probabilities, strict=True)
+        ]
+
+    def _finish(
+        self,
+        fields: dict[str, Any],
+        assembled: AssembledFeatures,
+        model: LoadedModel,
+        probability: float,
+        latency_ms: float,
+    ) -> dict[str, Any]:
+        fields.update(
+            model_name=model.name,
+            model_version=model.version,
+            model_sha256=model.sha256,
+            fraud_probability=probability,
+            latency_ms=latency_ms,
+            fallback=assembled.fallback,
+            unknown_entities=assembled.unknown_entities,
+            stale_groups=assembled.stale,
+            features=assembled.values,
+        )
+        self.inference_log.log(fields)
+        return {
+            "transaction_id": fields["transaction_id"],
+            "fraud_probability": probability,
+            "model_name": model.name,
+            "model_version": model.version,
+            "model_sha256": model.sha256,
+            "features_event_time": assembled.event_times,
+            "unknown_entities": assembled.unknown_entities,
+            "stale_groups": assembled.stale,
+            "fallback": assembled.fallback,
+        }
+
+    # -- readiness --------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        reasons: list[str] = []
+        model_status = self.model.status()
+        if self.model.get() is None:
+            reasons.append(model_status["error"] or "no model loaded")
+        elif model_status["error"]:
+            # The previous version still serves: ready, but say so.
+            model_status["warning"] = model_status["error"]
+        store_status: dict[str, Any] = {"path": str(self.settings.online_path)}
+        assembler = self._assembler_or_none()
+        if assembler is None:
+            reasons.append(self._store_error or "online store not open yet")
+        else:
+            try:
+                stored = {g["name"]: g for g in assembler.store.groups()}
+            except sqlite3.Error as exc:
+                stored = {}
+                reasons.append(f"online store {self.settings.online_path} does not answer: {exc}")
+            store_status["groups"] = {
+                name: {k: g[k] for k in ("version", "row_count", "max_event_time")}
+                for name, g in stored.items()
+            }
+            for spec in self.groups:
+                group = stored.get(spec.name)
+                if group is None:
+                    reasons.append(f"online store lacks feature group {spec.name!r}")
+                elif group["version"] != spec.version:
+                    reasons.append(
+                        f"online store serves {spec.name!r} version {group['version']}; "
+                        f"the service expects version {spec.version}"
+                    )
+        ready = not reasons
+        return ready, {
+            "ready": ready,
+            "reasons": reasons,
+            "model": model_status,
+            "online_store": store_status,
+        }
+
+
+def _lookup(build: Any) -> Any:
+    """Run a feature lookup, turning a broken or incomplete online store into a 503."""
+    try:
+        return build()
+    except KeyError as exc:  # a group missing from the store
+        raise ServiceUnavailableError(str(exc.args[0]) if exc.args else str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise ServiceUnavailableError(f"online store error: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------------------------
+# Error responses
+# ----------------------------------------------------------------------------------------------
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    """("body", "transactions", 3, "amount") -> "transactions[3].amount"; ("body",) -> "body"."""
+    parts = list(loc[1:] if loc and loc[0] == "body" else loc)
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        loc = error.get("loc", ())
+        # A JSON syntax error's location is a character offset into the body.
+        field = "body" if error.get("type") == "json_invalid" else _field_name(loc)
+        message = str(error.get("msg", "invalid"))
+        context = error.get("ctx") or {}
+        if error.get("type") == "json_invalid" and "error" in context:
+            message = f"{message}: {context['error']} at character {loc[-1]}"
+        errors.append(
+            {
+                "field": field,
+                "loc": [p if isinstance(p, int) else str(p) for p in loc],
+                "msg": message,
+                "type": str(error.get("type", "")),
+            }
+        )
+    summary = "; ".join(f"{e['field']}: {e['msg']}" for e in errors)
+    # The offending input is not echoed back: it may be NaN, which JSON cannot carry.
+    return _json({"detail": errors, "message": f"invalid request: {summary}"}, 422)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    return _json({"detail": str(exc)}, 503)
+
+
+# ----------------------------------------------------------------------------------------------
+# The app
+# ----------------------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings | None = None,
+    model_name: str = DEFAULT_MODEL_NAME,
+    *,
+    alias_check_interval_s: float = 1.0,
+    log_flush_interval_s: float = 0.5,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The FastAPI app (``uvicorn --factory fti_assets.service.app:create_app``).
+
+    ``settings`` defaults to :meth:`Settings.from_env` (FTI_DATA_DIR, FTI_ONLINE_PATH, ...).
+    """
+    service = PredictionService(
+        settings or Settings.from_env(),
+        model_name,
+        alias_check_interval_s=alias_check_interval_s,
+        log_flush_interval_s=log_flush_interval_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(
+        title="FTI fraud prediction service",
+        description=(
+            "Scores card transactions with the champion fraud model on online features "
+            "(SQLite online store) plus on-demand features."
+        ),
+        version="1",
+        lifespan=lifespan,
+        max_body_size=max_body_bytes,
+    )
+    app.state.service = service
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ServiceUnavailableError, _unavailable)
+    errors: dict[int | str, dict[str, Any]] = {
+        413: {"model": ErrorResponse, "description": "Body larger than the limit"},
+        422: {"model": ErrorResponse, "description": "Invalid request; names the fields"},
+        503: {"model": ErrorResponse, "description": "No model or no online store"},
+    }
+
+    @app.post("/predict", response_model=PredictionResponse, responses=errors)
+    async def predict(transaction: TransactionRequest) -> Response:
+        """Fraud probability of one transaction."""
+        return _json(service.predict(transaction))
+
+    @app.post("/predict/batch", response_model=BatchResponse, responses=errors)
+    async def predict_batch(batch: BatchRequest) -> Response:
+        """Fraud probabilities of up to 1000 transactions, in request order."""
+        return _json({"predictions": service.predict_batch(batch.transactions)})
+
+    @app.get("/health")
+    async def health() -> Response:
+        """Liveness: the process is up."""
+        return _json({"status": "ok"})
+
+    @app.get("/ready", responses={503: {"description": "Not ready; see reasons"}})
+    async def ready() -> Response:
+        """Readiness: a model is loaded and the online store serves every online group."""
+        is_ready, status = service.readiness()
+        return _json(status, 200 if is_ready else 503)
+
+    @app.post("/admin/reload", responses={503: {"model": ErrorResponse}})
+    async def reload_model() -> Response:
+        """Re-read the champion alias now and load its version."""
+        try:
+            model = service.model.reload()
+        except ModelUnavailableError as exc:
+            raise HTTPException(503, str(exc)) from exc
+        return _json({"model": model.describe()})
+
+    return app
