@@ -159,6 +159,5 @@ def feature_group_contract(spec: FeatureGroupSpec) -> pa.DataFrameSchema:
         columns,
         strict=True,
         unique=[*spec.entity_keys, spec.event_time],
-        report_duplicates="exclude_first",
         name=spec.name,
     )

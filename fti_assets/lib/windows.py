@@ -227,7 +227,7 @@ def _rolling_windows(keyed: pl.DataFrame) -> pl.DataFrame:
     for window in dict.fromkeys(f.window for f in CARD_WINDOW_FEATURES):
         # closed="right" is the (t - w, t] window; ties at t are all inside it. Without
         # group_by, rolling returns one row per input row, in input order.
-        rolling = lf.rolling(index_column=_KEY, period=f"{window // _ONE_MICROSECOND + 1}i")
+        rolling = lf.rolling(index_column=_KEY, period=f"{window // _ONE_MICROSECOND}i")
         aggs = [_window_agg(f) for f in CARD_WINDOW_FEATURES if f.window == window]
         parts.append(rolling.agg(aggs).drop(_KEY))
     names = [f.name for f in CARD_WINDOW_FEATURES]
@@ -251,7 +251,7 @@ def window_columns(sorted_transactions: pl.DataFrame) -> pl.DataFrame:
             f"transactions span {since_first.max()} microseconds; expected less than "
             f"{_MAX_KEY - stride + int(since_first.max())}"
         )
-    cards_per_chunk = _MAX_KEY // stride
+    cards_per_chunk = _MAX_KEY // stride + 1
     card = sorted_transactions[CARD_ID]
     rank = (card != card.shift(1)).fill_null(True).cast(pl.Int64).cum_sum() - 1
     value_columns = dict.fromkeys(f.column for f in CARD_WINDOW_FEATURES if f.agg != "count")

@@ -83,8 +83,7 @@ def _iso_text_only(value: Any) -> Any:
     # Pydantic would read a number as a Unix time, guessing seconds or milliseconds.
     if not isinstance(value, str | datetime):
         raise ValueError(
-            "expected an ISO 8601 date-time string with a time zone, "
-            "e.g. '2026-09-01T10:00:00Z'"
+            "expected an ISO 8601 date-time string with a time zone, e.g. '2026-09-01T10:00:00Z'"
         )
     return value
 
@@ -125,7 +124,6 @@ class TransactionRequest(BaseModel):
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
         return value.astimezone(UTC)
-
 
 
 class BatchRequest(BaseModel):

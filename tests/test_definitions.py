@@ -1,0 +1,133 @@
+"""The definitions load, and the asset graph has the shape users rely on."""
+
+import dagster as dg
+
+from fti_assets.definitions import defs
+from fti_assets.lib.feature_groups import FEATURE_GROUPS
+
+
+def _graph():
+    return defs.resolve_asset_graph()
+
+
+def test_definitions_load_and_validate() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_snapshot() -> None:
+    graph = _graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {
+        "raw_cards": "ingest",
+        "raw_merchants": "ingest",
+        "raw_transactions": "ingest",
+        "raw_fraud_labels": "ingest",
+        "stg_cards": "transform",
+        "stg_merchants": "transform",
+        "stg_transactions": "transform",
+        "stg_fraud_labels": "transform",
+        "int_card_daily_activity": "transform",
+        "int_merchant_daily_activity": "transform",
+        "int_merchant_fraud_reports": "transform",
+        "card_transaction_features": "features",
+        "card_daily_features": "features",
+        "merchant_daily_features": "features",
+        "card_profile_features": "features",
+        "merchant_profile_features": "features",
+        "online_card_transaction_features": "online",
+        "online_card_daily_features": "online",
+        "online_merchant_daily_features": "online",
+        "online_card_profile_features": "online",
+        "online_merchant_profile_features": "online",
+        "fraud_training_dataset": "training",
+        "fraud_model": "training",
+        "fraud_model_evaluation": "training",
+        "fraud_model_champion": "training",
+        "fraud_predictions": "inference",
+        **{k: v for k, v in groups.items() if k.startswith(("inference_log", "feature_drift"))},
+    }
+
+
+def test_lineage_reads_raw_to_features_to_dataset_to_model_to_evaluation() -> None:
+    graph = _graph()
+
+    def upstream(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert "raw_transactions" in upstream("card_transaction_features")
+    assert "stg_transactions" in upstream("int_card_daily_activity")
+    assert set(FEATURE_GROUPS) <= upstream("fraud_training_dataset")
+    assert upstream("fraud_model") == {"fraud_training_dataset"}
+    assert upstream("fraud_model_evaluation") == {"fraud_model"}
+    assert upstream("fraud_model_champion") == {"fraud_model_evaluation"}
+    assert "fraud_model_champion" in upstream("fraud_predictions")
+
+
+def test_every_asset_has_owner_kind_and_description() -> None:
+    graph = _graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        assert node.owners, f"{name} has no owner"
+        assert node.kinds, f"{name} has no kind"
+        assert node.description, f"{name} has no description"
+
+
+def test_feature_groups_carry_their_contract_as_metadata() -> None:
+    graph = _graph()
+    for name, spec in FEATURE_GROUPS.items():
+        metadata = graph.get(dg.AssetKey(name)).metadata
+        assert metadata["feature_group_version"] == spec.version
+        assert metadata["entity_keys"] == ", ".join(spec.entity_keys)
+        assert metadata["online"] == spec.online
+        columns = [c.name for c in metadata["dagster/column_schema"].columns]
+        assert columns == spec.columns
+
+
+def test_blocking_checks_guard_feature_groups_dataset_and_model() -> None:
+    checks = {
+        key.to_user_string(): spec.blocking
+        for key, spec in ((s.key, s) for c in defs.asset_checks for s in c.check_specs)
+    }
+    for name in FEATURE_GROUPS:
+        assert checks[f"{name}:{name}_contract"] is True
+    assert checks["fraud_training_dataset:training_dataset_has_no_leakage"] is True
+    for gate in ("metric_floor", "beats_champion", "no_slice_regression"):
+        assert checks[f"fraud_model_evaluation:{gate}"] is True
+
+
+def test_partitioned_assets_share_daily_partitions() -> None:
+    graph = _graph()
+    partitioned = {
+        key.to_user_string()
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).partitions_def is not None
+    }
+    assert {
+        "raw_transactions",
+        "raw_fraud_labels",
+        "card_transaction_features",
+        "card_daily_features",
+        "merchant_daily_features",
+        "fraud_predictions",
+    } <= partitioned
+
+
+def test_dbt_marts_match_feature_group_specs() -> None:
+    """The dbt contract columns of each mart equal the Python spec of its feature group."""
+    import json
+
+    from fti_assets.defs.transform.assets import dbt_project
+
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    for spec in FEATURE_GROUPS.values():
+        if spec.source != "dbt":
+            continue
+        node = next(
+            n
+            for n in manifest["nodes"].values()
+            if n["resource_type"] == "model" and n["name"] == spec.name
+        )
+        assert node["config"]["alias"] == spec.table
+        assert list(node["columns"]) == spec.columns
+        assert node["config"]["contract"]["enforced"] is True
