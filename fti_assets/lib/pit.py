@@ -292,4 +292,13 @@ def _feature_row_per_label(
 
 
 def _gather(feature_columns: pl.DataFrame, feature_row: pl.Series) -> pl.DataFrame:
-    return feature_columns.select(pl.all().gather(feature_row))
+    """Feature values for each label row; a null ``feature_row`` gives a row of nulls.
+
+    Reading the (large) feature columns in row order and only then putting the (small) result
+    into label order touches memory far more locally than one random gather per label.
+    """
+    order = feature_row.arg_sort(nulls_last=True)
+    in_feature_order = feature_columns.select(pl.all().gather(feature_row.gather(order)))
+    positions = pl.int_range(order.len(), dtype=order.dtype, eager=True)
+    label_position = pl.zeros(order.len(), dtype=order.dtype, eager=True).scatter(order, positions)
+    return in_feature_order.select(pl.all().gather(label_position))

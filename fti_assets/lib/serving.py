@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 # Request fields copied into the vector: what a training dataset row holds besides the ids.
 VECTOR_REQUEST_FIELDS = ("amount", "category", "channel", "lat", "lon", "transaction_time")
-REQUIRED_REQUEST_FIELDS = (*VECTOR_REQUEST_FIELDS, "card_id", "merchant_id")
 _ON_DEMAND_INPUTS = tuple(dict.fromkeys((*REQUEST_COLUMNS, *FEATURE_INPUTS)))
 
 
@@ -67,7 +66,7 @@ class AssembledFeatures:
     event_times: dict[str, datetime | None]  # group -> event_time of the row used (None: none)
     unknown_entities: list[str]  # "card_id=c_17": an entity some group had no row for
     stale: list[str]  # groups whose row was not strictly earlier than the request
-    missing_groups: list[str] = field(default_factory=list)  # unknown or stale: all None
+    missing_groups: list[str]  # groups without a usable row (unknown or stale): all None
 
     @property
     def fallback(self) -> bool:
@@ -78,12 +77,11 @@ class AssembledFeatures:
 class _GroupPlan:
     """Precomputed names for copying one group's row into a vector."""
 
-    __slots__ = ("spec", "name", "keys", "single_key", "pairs", "event_col", "nones")
+    __slots__ = ("name", "keys", "single_key", "pairs", "event_col", "nones")
 
     def __init__(self, spec: FeatureGroupSpec) -> None:
         if not spec.entity_keys:
             raise ValueError(f"feature group {spec.name!r} has no entity keys to look it up by")
-        self.spec = spec
         self.name = spec.name
         self.keys = spec.entity_keys
         self.single_key = len(spec.entity_keys) == 1
@@ -108,6 +106,11 @@ class FeatureAssembler:
         self.groups = list(online_groups() if groups is None else groups)
         self._plans = [_GroupPlan(spec) for spec in self.groups]
         self.feature_names: list[str] = self.names_for(self.groups)
+        entity_keys = [k for spec in self.groups for k in spec.entity_keys]
+        # What a request must hold: the vector's request fields and every group's entity keys.
+        self.request_fields: tuple[str, ...] = tuple(
+            dict.fromkeys((*VECTOR_REQUEST_FIELDS, *entity_keys))
+        )
 
     @staticmethod
     def names_for(groups: Iterable[FeatureGroupSpec]) -> list[str]:
@@ -126,15 +129,15 @@ class FeatureAssembler:
         return [*names, *ON_DEMAND_NAMES]
 
     def vector(self, request: Mapping[str, Any]) -> AssembledFeatures:
-        """The feature vector of one request (fields of :data:`REQUIRED_REQUEST_FIELDS`)."""
-        _check_request(request)
+        """The feature vector of one request (with the fields of :attr:`request_fields`)."""
+        self._check_request(request)
         rows = [self.store.get(plan.name, plan.key_of(request)) for plan in self._plans]
         return self._assemble(request, rows)
 
     def vectors(self, requests: Sequence[Mapping[str, Any]]) -> list[AssembledFeatures]:
         """Vectors of many requests, with one ``get_many`` per group."""
         for request in requests:
-            _check_request(request)
+            self._check_request(request)
         if not requests:
             return []
         per_group = [
@@ -145,6 +148,17 @@ class FeatureAssembler:
             self._assemble(request, [rows[i] for rows in per_group])
             for i, request in enumerate(requests)
         ]
+
+    def _check_request(self, request: Mapping[str, Any]) -> None:
+        at = request.get("transaction_time")
+        if not isinstance(at, datetime) or at.utcoffset() is None:
+            raise ValueError(
+                f"transaction_time must be a timezone-aware datetime, got {at!r}; "
+                "a naive time cannot be compared with UTC event times"
+            )
+        missing = [name for name in self.request_fields if name not in request]
+        if missing:
+            raise ValueError(f"request lacks field(s) {missing}; it has {sorted(request)}")
 
     def _assemble(
         self, request: Mapping[str, Any], rows: list[OnlineRow | NotFound]
@@ -174,18 +188,6 @@ class FeatureAssembler:
             missing.append(plan.name)
         values.update(compute_on_demand_row({name: values[name] for name in _ON_DEMAND_INPUTS}))
         return AssembledFeatures(values, event_times, unknown, stale, missing)
-
-
-def _check_request(request: Mapping[str, Any]) -> None:
-    at = request.get("transaction_time")
-    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(
-            f"transaction_time must be a timezone-aware datetime, got {at!r}; "
-            "a naive time cannot be compared with UTC event times"
-        )
-    missing = [name for name in REQUIRED_REQUEST_FIELDS if name not in request]
-    if missing:
-        raise ValueError(f"request lacks field(s) {missing}; it has {sorted(request)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,6 +223,7 @@ class LoadedModel:
 
 
 _StatKey = tuple[int, int, int]
+_NOT_READ: _StatKey = (-1, -1, -1)  # differs from every stat, and from "no file" (None)
 
 
 class ChampionModel:
@@ -252,7 +255,7 @@ class ChampionModel:
         self._clock = clock
         self._lock = threading.Lock()
         self._model: LoadedModel | None = None
-        self._stat_key: _StatKey | None = None
+        self._stat_key: _StatKey | None = _NOT_READ
         self._next_check = float("-inf")
         self._alias_entry: dict[str, Any] | None = None
         self._error: str | None = None
@@ -360,7 +363,7 @@ class ChampionModel:
         )
 
     def _fail(self, message: str) -> None:
-        self._error = message
         if self._model is not None:
             message += f"; still serving version {self._model.version}"
+        self._error = message
         logger.error("%s", message)

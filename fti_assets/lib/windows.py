@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import pairwise
+from itertools import pairwise, takewhile
 from typing import Any, NamedTuple
 
 import polars as pl
@@ -50,10 +50,6 @@ TRANSACTION_ID = "transaction_id"
 TRANSACTION_TIME = "transaction_time"
 EVENT_TIME = "event_time"
 PREV_TX_GAP_SECONDS = "prev_tx_gap_seconds"
-_PREV_TX_GAP_DESCRIPTION = (
-    "Seconds between this transaction and the card's previous one (0 for transactions at the "
-    "same instant); null when the card had no other transaction in the trailing 30 days."
-)
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _POLARS_DTYPES: dict[str, pl.DataType] = {
@@ -171,11 +167,23 @@ def _check_declaration() -> None:
 _check_declaration()
 
 
+def _duration(value: timedelta) -> str:
+    if value % _DAY:
+        return str(value)
+    return f"{value // _DAY} days"
+
+
 def card_window_feature_columns() -> list[tuple[str, str, str]]:
     """(name, dtype, description) of every feature column, in output order."""
     return [
         *((f.name, f.dtype, f.description) for f in CARD_WINDOW_FEATURES),
-        (PREV_TX_GAP_SECONDS, "float64", _PREV_TX_GAP_DESCRIPTION),
+        (
+            PREV_TX_GAP_SECONDS,
+            "float64",
+            "Seconds between this transaction and the card's previous one (0 at the same "
+            "instant); null when the card had no other transaction in the trailing "
+            f"{_duration(LOOKBACK)}.",
+        ),
         *((f.name, f.dtype, f.description) for f in CARD_LAST_VALUE_FEATURES),
     ]
 
@@ -196,10 +204,14 @@ def card_transaction_features_schema() -> pl.Schema:
     )
 
 
+def _value_columns() -> list[str]:
+    """Transaction columns the features read, besides the card, time and id."""
+    columns = [f.column for f in CARD_WINDOW_FEATURES if f.agg != "count"]
+    return list(dict.fromkeys(columns + [f.column for f in CARD_LAST_VALUE_FEATURES]))
+
+
 def _input_columns() -> list[str]:
-    value_columns = [f.column for f in CARD_WINDOW_FEATURES if f.agg != "count"]
-    value_columns += [f.column for f in CARD_LAST_VALUE_FEATURES]
-    return [CARD_ID, TRANSACTION_TIME, TRANSACTION_ID, *dict.fromkeys(value_columns)]
+    return [CARD_ID, TRANSACTION_TIME, TRANSACTION_ID, *_value_columns()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +263,7 @@ def window_columns(sorted_transactions: pl.DataFrame) -> pl.DataFrame:
             f"transactions span {since_first.max()} microseconds; expected less than "
             f"{_MAX_KEY - stride + int(since_first.max())}"
         )
-    cards_per_chunk = _MAX_KEY // stride + 1
+    cards_per_chunk = _MAX_KEY // stride
     card = sorted_transactions[CARD_ID]
     rank = (card != card.shift(1)).fill_null(True).cast(pl.Int64).cum_sum() - 1
     value_columns = dict.fromkeys(f.column for f in CARD_WINDOW_FEATURES if f.agg != "count")
@@ -394,7 +406,7 @@ class CardWindowState:
         entry = _Entry(
             transaction[TRANSACTION_TIME],
             transaction[TRANSACTION_ID],
-            {c: transaction[c] for c in _input_columns()[3:]},
+            {c: transaction[c] for c in _value_columns()},
         )
         if entry.time.utcoffset() is None:
             raise ValueError(
@@ -428,6 +440,10 @@ class CardWindowState:
         while self._entries[0].time <= horizon:
             self._entries.popleft()
 
+    def _since(self, horizon: datetime) -> list[_Entry]:
+        """Entries later than ``horizon``, latest first."""
+        return list(takewhile(lambda e: e.time > horizon, reversed(self._entries)))
+
     def row(self) -> dict[str, Any]:
         """The card's current feature row."""
         if not self._entries:
@@ -435,8 +451,7 @@ class CardWindowState:
         latest = self._entries[-1]
         row: dict[str, Any] = {CARD_ID: self.card_id, EVENT_TIME: latest.time}
         for feature in CARD_WINDOW_FEATURES:
-            horizon = latest.time - feature.window
-            in_window = [e for e in reversed(self._entries) if e.time > horizon]
+            in_window = self._since(latest.time - feature.window)
             if feature.agg == "count":
                 row[feature.name] = len(in_window)
             else:

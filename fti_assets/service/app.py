@@ -15,7 +15,9 @@ Endpoints:
 The champion of ``model_name`` is read from the registry's alias file, never from DuckDB, and
 re-checked at most every ``alias_check_interval_s`` on the request path; a promote or rollback
 is served from the next check on (the new version is loaded by the request that notices it).
-If a new version fails to load, the previous one keeps serving and ``/ready`` reports it.
+If a new version fails to load (tampered file, features the service does not build), the
+previous one keeps serving and ``/ready`` stays 200 with a ``warning`` naming the error: taking
+every replica out of rotation would turn one bad promote into an outage.
 
 Input rules: a request with a missing, extra (``extra="forbid"``: a typo or a stray label
 column is a client bug better reported than ignored) or ill-typed field, a non-finite or
@@ -27,7 +29,10 @@ unknown route a 404. No model or no online store: 503 with the reason.
 Every prediction is queued to the :class:`~fti_assets.lib.inference_log.InferenceLogger` (no I/O
 on the request path) and flushed on shutdown. Handlers are ``async`` and do their few hundred
 microseconds of CPU work on the event loop (online lookups, on-demand features, one LightGBM
-row): a thread-pool hop would cost more than it saves.
+row): a thread-pool hop would cost more than it saves. Valid prediction requests skip
+FastAPI's per-request machinery through :class:`PredictFastPath` (same answers, measured by
+benchmarks/bench_service.py); the FastAPI routes still define the API and answer every other
+request.
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import FastAPI, HTTPException, Request
@@ -51,8 +56,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fti_assets.lib.domain import CATEGORIES, CHANNELS, MAX_AMOUNT
 from fti_assets.lib.inference_log import InferenceLogger
@@ -68,6 +75,7 @@ from fti_assets.lib.serving import (
 from fti_assets.lib.settings import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_MODEL_NAME = "fraud_model"
 MAX_BATCH = 1000
@@ -294,8 +302,9 @@ class PredictionService:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         reasons: list[str] = []
+        loaded = self.model.get()  # picks up an alias change first
         model_status = self.model.status()
-        if self.model.get() is None:
+        if loaded is None:
             reasons.append(model_status["error"] or "no model loaded")
         elif model_status["error"]:
             # The previous version still serves: ready, but say so.
@@ -332,7 +341,7 @@ class PredictionService:
         }
 
 
-def _lookup(build: Any) -> Any:
+def _lookup(build: Callable[[], T]) -> T:
     """Run a feature lookup, turning a broken or incomplete online store into a 503."""
     try:
         return build()
@@ -388,6 +397,97 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 
 
 # ----------------------------------------------------------------------------------------------
+# Fast path
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_json(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """The request's Content-Type is JSON, as FastAPI decides before parsing a body."""
+    for name, value in headers:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json")
+            )
+    return False
+
+
+async def _send_json(send: Send, payload: Any, status: int) -> None:
+    body = orjson.dumps(payload)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class PredictFastPath:
+    """Serves valid ``POST /predict`` and ``/predict/batch`` requests straight from ASGI.
+
+    FastAPI's per-request machinery (routing, dependency solving, ``json.loads`` then
+    validation, exception wrappers) costs about as much CPU as the prediction itself
+    (benchmarks/bench_service.py). This middleware validates the body in one step
+    (``model_validate_json``) and calls the same :class:`PredictionService` method. Anything
+    else — other routes, a non-JSON content type, and every body that does not validate — is
+    replayed to the FastAPI routes, which define the API (OpenAPI schema, 422 messages): the
+    fast path only skips work for requests those routes would accept, and answers as they do.
+    It sits inside FastAPI's body-size limit, so an oversized body still gets its 413.
+    """
+
+    def __init__(self, app: ASGIApp, service: PredictionService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not _is_json(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path != "/predict" and path != "/predict/batch":
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away
+        try:
+            if path == "/predict":
+                payload = self.service.predict(TransactionRequest.model_validate_json(body))
+            else:
+                batch = BatchRequest.model_validate_json(body)
+                payload = {"predictions": self.service.predict_batch(batch.transactions)}
+        except ValidationError:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        except ServiceUnavailableError as exc:
+            await _send_json(send, {"detail": str(exc)}, 503)
+            return
+        await _send_json(send, payload, 200)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that yields the already-read body once, then defers to the real one."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+# ----------------------------------------------------------------------------------------------
 # The app
 # ----------------------------------------------------------------------------------------------
 
@@ -399,10 +499,13 @@ def create_app(
     alias_check_interval_s: float = 1.0,
     log_flush_interval_s: float = 0.5,
     max_body_bytes: int = MAX_BODY_BYTES,
+    fast_path: bool = True,
 ) -> FastAPI:
     """The FastAPI app (``uvicorn --factory fti_assets.service.app:create_app``).
 
     ``settings`` defaults to :meth:`Settings.from_env` (FTI_DATA_DIR, FTI_ONLINE_PATH, ...).
+    ``fast_path=False`` serves predictions through the FastAPI routes only (same answers, more
+    CPU per request; see :class:`PredictFastPath`).
     """
     service = PredictionService(
         settings or Settings.from_env(),
@@ -430,6 +533,8 @@ def create_app(
         max_body_size=max_body_bytes,
     )
     app.state.service = service
+    if fast_path:
+        app.add_middleware(PredictFastPath, service=service)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceUnavailableError, _unavailable)
     errors: dict[int | str, dict[str, Any]] = {

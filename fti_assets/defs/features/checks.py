@@ -10,7 +10,6 @@ from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
 from fti_assets.lib.feature_pipelines import online_offline_mismatches
 from fti_assets.lib.offline_store import quote_ident, read_frame, table_exists
 from fti_assets.lib.online_store import OnlineStore
-from fti_assets.lib.quality import validate_feature_group
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
 
 
@@ -25,6 +24,8 @@ def _contract_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
         ),
     )
     def _check(offline_store: OfflineStoreResource) -> dg.AssetCheckResult:
+        from fti_assets.lib.quality import validate_feature_group  # pandera: lazily
+
         with offline_store.connection() as con:
             if not table_exists(con, spec.table):
                 return dg.AssetCheckResult(

@@ -6,21 +6,20 @@ reason); rows_in = accepted + quarantined. A partition is replaced in one transa
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
 
 from fti_assets.defs.metadata import OWNERS, markdown_table
-from fti_assets.lib.ingest import (
-    IngestReport,
-    ingest_cards,
-    ingest_fraud_labels_day,
-    ingest_merchants,
-    ingest_transactions_day,
-)
 from fti_assets.partitions import daily_partitions, single_run
 from fti_assets.resources import DataDirResource, OfflineStoreResource
 
+if TYPE_CHECKING:
+    from fti_assets.lib.ingest import IngestReport
+
+# fti_assets.lib.ingest (and Pandera) are imported inside the assets: loading the definitions
+# should not pay for them.
 KINDS = {"duckdb", "pandera", "parquet"}
 
 
@@ -34,7 +33,7 @@ def _days(context: dg.AssetExecutionContext) -> list[date]:
     return days
 
 
-def _report_metadata(reports: list[IngestReport]) -> dict:
+def _report_metadata(reports: list["IngestReport"]) -> dict:
     rows_in = sum(r.rows_in for r in reports)
     accepted = sum(r.accepted for r in reports)
     quarantined = sum(r.quarantined for r in reports)
@@ -72,7 +71,7 @@ def _ingest_days(
     context: dg.AssetExecutionContext,
     offline_store: OfflineStoreResource,
     data_dir: DataDirResource,
-    ingest_day: Callable[[duckdb.DuckDBPyConnection, object, date], IngestReport],
+    ingest_day: Callable[[duckdb.DuckDBPyConnection, object, date], "IngestReport"],
 ) -> dg.MaterializeResult:
     reports = []
     with offline_store.connection() as con:
@@ -99,6 +98,8 @@ def raw_cards(
     offline_store: OfflineStoreResource, data_dir: DataDirResource
 ) -> dg.MaterializeResult:
     """Card and customer reference data (home location, credit limit, age band, open date)."""
+    from fti_assets.lib.ingest import ingest_cards
+
     with offline_store.connection() as con:
         report = ingest_cards(con, data_dir.layout.landing_dir)
     return dg.MaterializeResult(metadata=_report_metadata([report]))
@@ -115,6 +116,8 @@ def raw_merchants(
     offline_store: OfflineStoreResource, data_dir: DataDirResource
 ) -> dg.MaterializeResult:
     """Merchant reference data (category, location, risk profile)."""
+    from fti_assets.lib.ingest import ingest_merchants
+
     with offline_store.connection() as con:
         report = ingest_merchants(con, data_dir.layout.landing_dir)
     return dg.MaterializeResult(metadata=_report_metadata([report]))
@@ -136,6 +139,8 @@ def raw_transactions(
     data_dir: DataDirResource,
 ) -> dg.MaterializeResult:
     """Card transactions, one partition per daily landing file (UTC day)."""
+    from fti_assets.lib.ingest import ingest_transactions_day
+
     return _ingest_days(context, offline_store, data_dir, ingest_transactions_day)
 
 
@@ -163,4 +168,6 @@ def raw_fraud_labels(
     data_dir: DataDirResource,
 ) -> dg.MaterializeResult:
     """Fraud labels, partitioned by the day they were reported (days after the transaction)."""
+    from fti_assets.lib.ingest import ingest_fraud_labels_day
+
     return _ingest_days(context, offline_store, data_dir, ingest_fraud_labels_day)

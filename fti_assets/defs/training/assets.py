@@ -4,6 +4,7 @@ import json
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
@@ -19,9 +20,10 @@ from fti_assets.lib.datasets import (
     write_dataset,
 )
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.model_eval import evaluate_candidate
-from fti_assets.lib.training import TrainParams, train_model
 from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
+
+if TYPE_CHECKING:
+    from fti_assets.lib.training import TrainParams
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -119,7 +121,9 @@ class TrainConfig(dg.Config):
     class_weight: str = "none"  # "balanced" reweights positives (distorts probabilities)
 
 
-def train_params(config: TrainConfig) -> TrainParams:
+def train_params(config: TrainConfig) -> "TrainParams":
+    from fti_assets.lib.training import TrainParams
+
     return TrainParams(
         num_leaves=config.num_leaves,
         learning_rate=config.learning_rate,
@@ -150,6 +154,8 @@ def fraud_model(
     """LightGBM fraud classifier trained on one training dataset version, with its
     model-dependent transforms (feature order, category codes) saved beside it; registered in
     the model registry as a candidate and aliased ``challenger``."""
+    from fti_assets.lib.training import train_model  # lightgbm: import when training only
+
     version = config.dataset_version or latest_metadata(
         context.instance, "fraud_training_dataset", "dataset_version"
     )
@@ -217,6 +223,8 @@ def fraud_model_evaluation(
     """Test-split evaluation of the latest candidate: PR-AUC, ROC-AUC, recall at 90% precision,
     Brier and calibration, per-slice metrics, the current champion on the same rows, and the
     oracle's PR-AUC (the Bayes limit). PR curve and calibration plots are linked."""
+    from fti_assets.lib.model_eval import evaluate_candidate  # sklearn, matplotlib: lazily
+
     version = int(latest_metadata(context.instance, "fraud_model", "model_version"))
     registry = model_registry.registry()
     candidate_meta = registry.get(MODEL_NAME, version)

@@ -9,14 +9,17 @@
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from fti_assets.defs.metadata import latest_metadata
 from fti_assets.lib.datasets import DEFAULT_NAME, load_dataset
 from fti_assets.lib.leakage import check_leakage
-from fti_assets.lib.model_eval import GateConfig, GateResult, gate_config_dict, gates
 from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
+
+if TYPE_CHECKING:
+    from fti_assets.lib.model_eval import GateResult
 
 MODEL_NAME = "fraud_model"
 LEAKAGE_CHECK = dg.AssetCheckKey(
@@ -50,8 +53,10 @@ def training_dataset_has_no_leakage(
     )
 
 
-def _leakage_gate(instance: dg.DagsterInstance, dataset_version: str) -> GateResult:
+def _leakage_gate(instance: dg.DagsterInstance, dataset_version: str) -> "GateResult":
     """The dataset the model trained on must have passed the canary (in this run or before)."""
+    from fti_assets.lib.model_eval import GateResult
+
     history = instance.event_log_storage.get_asset_check_execution_history(LEAKAGE_CHECK, limit=50)
     for record in history:
         evaluation = record.event.dagster_event.event_specific_data if record.event else None
@@ -81,6 +86,8 @@ def _leakage_gate(instance: dg.DagsterInstance, dataset_version: str) -> GateRes
 def fraud_model_gates(
     context: dg.AssetCheckExecutionContext, model_registry: ModelRegistryResource
 ):
+    from fti_assets.lib.model_eval import GateConfig, gate_config_dict, gates
+
     report_path = latest_metadata(context.instance, "fraud_model_evaluation", "report")
     report = json.loads(Path(report_path).read_text())
     config = GateConfig()

@@ -70,7 +70,8 @@ def _dbt_build(
     # dbt's profile reads the store path from FTI_DUCKDB_PATH: point it at this resource's file.
     os.environ["FTI_DUCKDB_PATH"] = offline_store.path
     # A subset run (one model, say) must not run a relationships test whose other parent was
-    # not built in this run: "cautious" runs a test only when all its parents are selected.
+    # not built in this run: "cautious" runs a test only when all its parents are selected
+    # (also set in dbt_project.yml; dagster-dbt reads the env var to plan check subsets).
     os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
     args = ["build"]
     if dbt_vars:
