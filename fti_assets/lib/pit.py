@@ -14,10 +14,12 @@ are therefore never sorted, label columns never leave the caller's frame, and ev
 
 Engine: Polars ``join_asof`` (``allow_exact_matches=False``, streaming engine) by default, DuckDB
 ``ASOF LEFT JOIN`` (``>`` condition) on request; both produce the same matches. Polars was chosen
-by measurement (``benchmarks/bench_pit.py``, 1M labels x 10M feature rows): it took about 0.85x
-the time of a raw DuckDB ASOF join on the same frames and about 0.7x its peak RSS, while the
-DuckDB engine took about 1.15x the time, mostly for its hash-based duplicate check. The Polars
-sort by time also gives the duplicate check almost for free.
+by measurement (``benchmarks/bench_pit.py``, 1M labels x 10M feature rows, on a shared 2-core
+machine): 0.7x-1.16x the time of a raw DuckDB ASOF join over the same frames across runs and
+0.69x its peak RSS, while the DuckDB engine took 1.1x-1.5x the time (its duplicate check has to
+hash every row) and 0.89x the RSS. The Polars sort by time also gives the duplicate check almost
+for free. On small feature tables (about as many rows as labels) the fixed costs of restoring the
+labels' order weigh more: about 1.4x the raw join there.
 """
 
 from __future__ import annotations
