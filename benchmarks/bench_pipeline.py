@@ -69,12 +69,16 @@ print("RESULT" + json.dumps({"wall": wall, "steps": steps, "success": result.suc
 def _materialize(env: dict[str, str], selection: str, start: date, end: date) -> dict:
     out = subprocess.run(
         [PYTHON, "-W", "ignore", "-c", _MATERIALIZE, selection, start.isoformat(), end.isoformat()],
-        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"materialize {selection} failed:\n{out.stderr[-3000:]}")
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 def _timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> float:
@@ -108,9 +112,22 @@ def run(scale: str) -> list[Section]:
         data = work / "data"
         env = _env(data, size["days"])
         t_gen = _timed(
-            [PYTHON, "-m", "fti_assets.cli", "generate", "--cards", str(size["cards"]),
-             "--merchants", str(size["merchants"]), "--days", str(size["days"]),
-             "--start", START.isoformat(), "--data-dir", str(data)],
+            [
+                PYTHON,
+                "-m",
+                "fti_assets.cli",
+                "generate",
+                "--cards",
+                str(size["cards"]),
+                "--merchants",
+                str(size["merchants"]),
+                "--days",
+                str(size["days"]),
+                "--start",
+                START.isoformat(),
+                "--data-dir",
+                str(data),
+            ],
             env,
         )
         raw = _materialize(env, RAW, START, end)
@@ -119,8 +136,16 @@ def run(scale: str) -> list[Section]:
         vars_json = json.dumps({"start_date": START.isoformat(), "end_date": end.isoformat()})
         plain_cmds = [
             [DBT, "build", "--exclude", "tag:daily", "--target-path", str(work / "t")],
-            [DBT, "build", "--select", "tag:daily", "--vars", vars_json,
-             "--target-path", str(work / "t")],
+            [
+                DBT,
+                "build",
+                "--select",
+                "tag:daily",
+                "--vars",
+                vars_json,
+                "--target-path",
+                str(work / "t"),
+            ],
         ]
         dbt_env = {**env, "FTI_DUCKDB_PATH": str(data / "offline.duckdb")}
         plain, dagster_steps, dagster_runs = [], [], []
@@ -129,7 +154,8 @@ def run(scale: str) -> list[Section]:
             run_result = _materialize(env, _dbt_keys(), START, end)
             dagster_runs.append(run_result["wall"])
             dagster_steps.append(
-                run_result["steps"]["dbt_reference_models"] + run_result["steps"]["dbt_daily_models"]
+                run_result["steps"]["dbt_reference_models"]
+                + run_result["steps"]["dbt_daily_models"]
             )
         # Full refresh vs one daily partition of the feature pipelines (dbt + Polars).
         full = _materialize(env, FEATURES, START, end)
@@ -151,30 +177,56 @@ def run(scale: str) -> list[Section]:
         f"Feature pipelines ({manifest_rows})",
         ["measurement", "time (s)", "alternative", "time (s)", "ratio", "goal"],
     )
-    pipeline.add("dbt build through Dagster: the two dbt asset steps", min(dagster_steps),
-                 "plain `dbt build` (same two selections)", min(plain),
-                 min(dagster_steps) / min(plain), "≤ 1.3×")
-    pipeline.add("… the whole Dagster run (process start, definitions, event log)",
-                 min(dagster_runs), "plain `dbt build`", min(plain),
-                 min(dagster_runs) / min(plain), "")
-    pipeline.add("one daily partition (dbt + Polars features)", one_day["wall"],
-                 f"full refresh of {size['days']} days", full["wall"],
-                 one_day["wall"] / full["wall"], "≤ 0.10×")
+    pipeline.add(
+        "dbt build through Dagster: the two dbt asset steps",
+        min(dagster_steps),
+        "plain `dbt build` (same two selections)",
+        min(plain),
+        min(dagster_steps) / min(plain),
+        "≤ 1.3×",
+    )
+    pipeline.add(
+        "… the whole Dagster run (process start, definitions, event log)",
+        min(dagster_runs),
+        "plain `dbt build`",
+        min(plain),
+        min(dagster_runs) / min(plain),
+        "",
+    )
+    pipeline.add(
+        "one daily partition (dbt + Polars features)",
+        one_day["wall"],
+        f"full refresh of {size['days']} days",
+        full["wall"],
+        one_day["wall"] / full["wall"],
+        "≤ 0.10×",
+    )
     pipeline.add("generate landing files", t_gen, "", "", "", "")
     pipeline.add("ingest (4 raw assets, Pandera)", raw["wall"], "", "", "", "")
     steps = training["steps"]
-    pipeline.add("training dataset (PIT join of 5 groups)", steps.get("fraud_training_dataset", 0),
-                 "", "", "", "")
-    pipeline.add("train fraud_model (LightGBM, 1 thread)", steps.get("fraud_model", 0),
-                 "", "", "", "")
+    pipeline.add(
+        "training dataset (PIT join of 5 groups)",
+        steps.get("fraud_training_dataset", 0),
+        "",
+        "",
+        "",
+        "",
+    )
+    pipeline.add(
+        "train fraud_model (LightGBM, 1 thread)", steps.get("fraud_model", 0), "", "", "", ""
+    )
     pipeline.notes.append(
         "Dagster step times are the dbt steps' durations inside one in-process run (dbt "
         "subprocess, dagster-dbt adapter set-up and event streaming); the whole-run row adds "
         "Python start-up, loading the definitions and the run's event log. Plain dbt is the two "
         "`dbt build` commands' wall time (each a fresh process)."
     )
-    pipeline.notes.append("step times of the full refresh: " + ", ".join(
-        f"{k} {v:.1f}s" for k, v in sorted(full["steps"].items(), key=lambda kv: -kv[1])[:6]))
+    pipeline.notes.append(
+        "step times of the full refresh: "
+        + ", ".join(
+            f"{k} {v:.1f}s" for k, v in sorted(full["steps"].items(), key=lambda kv: -kv[1])[:6]
+        )
+    )
     return [pipeline, _demo_and_load_times(scale)]
 
 
@@ -192,8 +244,11 @@ def _demo_and_load_times(scale: str) -> Section:
                 env.pop(var, None)
             os.makedirs(env["DAGSTER_HOME"])
             shutil.copy(ROOT / "dagster.yaml", env["DAGSTER_HOME"])
-            section.add("`fti demo` at default size (after install)",
-                        _timed([PYTHON, "-m", "fti_assets.cli", "demo"], env), "≤ 180")
+            section.add(
+                "`fti demo` at default size (after install)",
+                _timed([PYTHON, "-m", "fti_assets.cli", "demo"], env),
+                "≤ 180",
+            )
     return section
 
 

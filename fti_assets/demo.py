@@ -24,6 +24,7 @@ def materialize_graph(
     selection: dg.AssetSelection | str | Sequence[str] | None = None,
     instance: dg.DagsterInstance | None = None,
     resources: dict | None = None,
+    run_config: dict | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
     """Materialize the selected assets (default: all, with their checks) in ONE run.
@@ -39,6 +40,7 @@ def materialize_graph(
         instance=instance,
         resources=resources if resources is not None else defs.resources,
         selection=selection,
+        run_config=run_config,
         raise_on_error=raise_on_error,
         tags={
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),

@@ -55,6 +55,15 @@ class ModelRegistryResource(dg.ConfigurableResource):
         return ModelRegistry(Path(self.duckdb_path), Path(self.models_dir))
 
 
+class ModelGatesResource(dg.ConfigurableResource):
+    """Thresholds of the blocking promotion gates on fraud_model_evaluation."""
+
+    pr_auc_floor: float = 0.25
+    champion_tolerance: float = 0.02
+    max_slice_recall_drop: float = 0.15
+    min_slice_positives: int = 15
+
+
 def _env_or(name: str, default: Path) -> str | dg.EnvVar:
     """Read from the env var (shown as such in the UI) when set, else the default path."""
     return dg.EnvVar(name) if os.environ.get(name) else str(default)
@@ -68,6 +77,7 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
         ),
         "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
         "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
+        "model_gates": ModelGatesResource(),
         "model_registry": ModelRegistryResource(
             duckdb_path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path),
             models_dir=str(settings.layout.models_dir),

@@ -14,7 +14,7 @@ os.environ["FTI_END_DATE"] = "2026-10-30"
 os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
 
 TINY_START = date(2026, 9, 1)
-TINY_DAYS = 8
+TINY_DAYS = 24
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def tiny_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     data_dir = tmp_path_factory.mktemp("tiny")
     generate(
-        GeneratorConfig(cards=150, merchants=30, days=TINY_DAYS, start=TINY_START, bad_rows=1),
+        GeneratorConfig(cards=400, merchants=40, days=TINY_DAYS, start=TINY_START, bad_rows=1),
         data_dir,
     )
     return data_dir

@@ -1,5 +1,6 @@
 """The whole asset graph materialized in-process on a temporary DuckDB file."""
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,24 +12,77 @@ from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
 from fti_assets.lib.offline_store import connect, read_frame
+from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.settings import Settings
-from fti_assets.resources import default_resources
+from fti_assets.resources import ModelGatesResource, default_resources
 from tests.conftest import TINY_DAYS, TINY_START
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
+pytestmark = [pytest.mark.slow]
 
 TINY_END = TINY_START + timedelta(days=TINY_DAYS - 1)
+# The tiny data set has 24 days: shorter warm-up and label maturity than the defaults, and a
+# small model, so that the training stage has rows and runs in seconds.
+TRAINING_CONFIG = {
+    "fraud_training_dataset": {"config": {"warmup_days": 3, "label_maturity_days": 5}},
+    "fraud_model": {"config": {"n_estimators": 80, "min_child_samples": 20}},
+}
+# A model that cannot learn: one shallow tree on a tiny learning rate.
+BAD_MODEL_CONFIG = {
+    "fraud_model": {
+        "config": {
+            "n_estimators": 1,
+            "num_leaves": 2,
+            "learning_rate": 0.001,
+            "early_stopping_rounds": 0,
+            "min_child_samples": 20,
+        }
+    }
+}
+FEATURE_PIPELINES = [
+    "raw_cards",
+    "raw_merchants",
+    "raw_transactions",
+    "raw_fraud_labels",
+    "stg_cards",
+    "stg_merchants",
+    "stg_transactions",
+    "stg_fraud_labels",
+    "int_card_daily_activity",
+    "int_merchant_daily_activity",
+    "int_merchant_fraud_reports",
+    *FEATURE_GROUPS,
+]
 
 
 def _resources() -> dict:
-    return {**default_resources(Settings.from_env()), "dbt": dbt_resource()}
+    # The tiny test split holds a few dozen fraud cases: a floor of 0.1 still rejects a model
+    # that learned nothing (PR-AUC ~ the 1% base rate), without flaking on a good one.
+    return {
+        **default_resources(Settings.from_env()),
+        "dbt": dbt_resource(),
+        "model_gates": ModelGatesResource(pr_auc_floor=0.1),
+    }
 
 
-def _run(start: date = TINY_START, end: date = TINY_END, selection=None):
+def _run(
+    start: date = TINY_START,
+    end: date = TINY_END,
+    selection=None,
+    run_config: dict | None = None,
+    instance: dg.DagsterInstance | None = None,
+    raise_on_error: bool = True,
+):
     from fti_assets.definitions import defs
 
     return materialize_graph(
-        defs, start=start, end=end, resources=_resources(), selection=selection
+        defs,
+        start=start,
+        end=end,
+        resources=_resources(),
+        selection=selection,
+        run_config={"ops": run_config} if run_config else None,
+        instance=instance,
+        raise_on_error=raise_on_error,
     )
 
 
@@ -45,54 +99,112 @@ def _tables(path: Path) -> dict[str, list[tuple]]:
         con.close()
 
 
-def test_whole_graph_materializes_and_rematerializing_is_idempotent(data_layer: Path) -> None:
-    result = _run()
-    assert result.success
-    checks = result.get_asset_check_evaluations()
-    assert checks and all(c.passed for c in checks), [
-        c.asset_check_key.to_user_string() for c in checks if not c.passed
+def _checks(result) -> dict[str, bool]:
+    return {
+        c.asset_check_key.to_user_string(): c.passed for c in result.get_asset_check_evaluations()
+    }
+
+
+def _materialized(result, asset: str) -> dict:
+    events = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == asset
     ]
+    assert events, f"{asset} was not materialized"
+    return {k: v.value for k, v in events[0].metadata.items()}
 
-    db = data_layer / "offline.duckdb"
-    con = connect(db, read_only=True)
-    counts = read_frame(
-        con,
-        "select (select count(*) from raw_transactions) as tx, "
-        "(select count(*) from quarantine where source = 'raw_transactions') as q",
-    ).row(0, named=True)
-    con.close()
-    import json
 
-    manifest = json.loads((data_layer / "landing" / "_manifest.json").read_text())
-    bad = sum(sum(kinds.values()) for kinds in manifest["bad_rows"].values())
-    assert counts["q"] == bad  # every injected bad row is quarantined, nothing else
-    assert counts["tx"] == manifest["counts"]["transactions"]
-    before = _tables(db)
+def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
+    with dg.instance_for_test() as instance:
+        result = _run(run_config=TRAINING_CONFIG, instance=instance)
+        assert result.success
+        failed = [k for k, passed in _checks(result).items() if not passed]
+        assert not failed, failed
+
+        db = data_layer / "offline.duckdb"
+        con = connect(db, read_only=True)
+        counts = read_frame(
+            con,
+            "select (select count(*) from raw_transactions) as tx, "
+            "(select count(*) from quarantine where source = 'raw_transactions') as q, "
+            "(select count(*) from fraud_predictions) as predicted",
+        ).row(0, named=True)
+        con.close()
+        manifest = json.loads((data_layer / "landing" / "_manifest.json").read_text())
+        bad = sum(sum(kinds.values()) for kinds in manifest["bad_rows"].values())
+        assert counts["q"] == bad  # every injected bad row is quarantined, nothing else
+        assert counts["tx"] == manifest["counts"]["transactions"]
+        assert counts["predicted"] == counts["tx"]  # every accepted transaction is scored
+
+        registry = ModelRegistry(db, data_layer / "models")
+        assert registry.resolve("fraud_model", "champion").version == 1  # first model passes
+        evaluation = _materialized(result, "fraud_model_evaluation")
+        assert evaluation["test_pr_auc"] > 0 and evaluation["oracle_pr_auc"] > 0
+        assert _materialized(result, "fraud_predictions")["model_version"] == 1
+
+        # A worse challenger is stopped by the gate, marked rejected, never champion.
+        training = [
+            "fraud_training_dataset",
+            "fraud_model",
+            "fraud_model_evaluation",
+            "fraud_model_champion",
+        ]
+        bad_run = _run(
+            selection=training,
+            run_config={**TRAINING_CONFIG, **BAD_MODEL_CONFIG},
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert _checks(bad_run)["fraud_model_evaluation:beats_champion"] is False
+        assert not any(
+            e.asset_key.to_user_string() == "fraud_model_champion"
+            for e in bad_run.get_asset_materialization_events()
+        )
+        assert registry.get("fraud_model", 2).status == "rejected"
+        assert registry.resolve("fraud_model", "champion").version == 1
+
+        # A good retrain passes, is promoted, and re-scoring a day uses the new champion.
+        assert _run(selection=training, run_config=TRAINING_CONFIG, instance=instance).success
+        assert registry.resolve("fraud_model", "champion").version == 3
+        rescored = _run(TINY_END, TINY_END, selection=["fraud_predictions"], instance=instance)
+        assert _materialized(rescored, "fraud_predictions")["model_version"] == 3
+        con = connect(db, read_only=True)
+        versions = read_frame(
+            con,
+            "select model_version, count(*) as n from fraud_predictions "
+            "where cast(transaction_time as date) = ? group by 1",
+            [TINY_END],
+        )
+        con.close()
+        assert versions["model_version"].to_list() == [3]
+
+
+def test_rematerializing_is_idempotent(data_layer: Path) -> None:
+    assert _run(selection=FEATURE_PIPELINES).success
+    before = _tables(data_layer / "offline.duckdb")
     assert all(rows for rows in before.values())
-
-    again = _run()
-    assert again.success
-    assert _tables(db) == before  # same rows, nothing appended twice
+    assert _run(selection=FEATURE_PIPELINES).success
+    assert _tables(data_layer / "offline.duckdb") == before  # nothing appended twice
 
 
 def test_incremental_days_equal_a_full_refresh(
     data_layer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Day by day in three windows (like daily runs and a small backfill)...
-    middle = TINY_START + timedelta(days=3)
+    # Day by day and in windows (like daily runs and a backfill)...
+    middle = TINY_START + timedelta(days=10)
     for start, end in [
         (TINY_START, TINY_START),
         (TINY_START + timedelta(1), middle),
         (middle + timedelta(1), TINY_END),
     ]:
-        assert _run(start, end).success
+        assert _run(start, end, selection=FEATURE_PIPELINES).success
     incremental = _tables(data_layer / "offline.duckdb")
 
     # ...gives the same feature groups as one run over every day on a fresh store.
     fresh = tmp_path / "fresh.duckdb"
     monkeypatch.setenv("FTI_DUCKDB_PATH", str(fresh))
-    monkeypatch.setenv("FTI_ONLINE_PATH", str(tmp_path / "fresh.sqlite"))
-    assert _run().success
+    assert _run(selection=FEATURE_PIPELINES).success
     assert _tables(fresh) == incremental
 
 
@@ -106,22 +218,13 @@ def test_failing_blocking_contract_stops_downstream(data_layer: Path) -> None:
         "insert into card_profile_features_v1 select * from card_profile_features_v1 limit 1"
     )
     con.close()
-    from fti_assets.definitions import defs
 
     # The contract check and the online copy downstream of the feature group, in one run.
     selection = dg.AssetSelection.assets("online_card_profile_features") | dg.AssetSelection.checks(
         dg.AssetCheckKey(dg.AssetKey("card_profile_features"), "card_profile_features_contract")
     )
-    result = materialize_graph(
-        defs,
-        start=TINY_START,
-        end=TINY_END,
-        resources=_resources(),
-        selection=selection,
-        raise_on_error=False,
-    )
-    evaluations = {c.asset_check_key.name: c.passed for c in result.get_asset_check_evaluations()}
-    assert evaluations.get("card_profile_features_contract") is False
+    result = _run(selection=selection, raise_on_error=False)
+    assert _checks(result)["card_profile_features:card_profile_features_contract"] is False
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "online_card_profile_features" not in materialized
     assert not result.success

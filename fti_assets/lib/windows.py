@@ -227,9 +227,31 @@ _MAX_KEY = 2**62
 _KEY = "_card_time_key"
 
 
+# Money columns are aggregated as exact integer cents. A float rolling sum adds and subtracts
+# values as the window slides, so its last digits depend on where the computation started: a
+# daily incremental build and a full refresh would differ. Integer sums do not.
+_CENTS_COLUMNS = frozenset({"amount"})
+
+
+def _cents(column: str) -> str:
+    return f"_{column}_cents"
+
+
 def _window_agg(feature: WindowFeature) -> pl.Expr:
     if feature.agg == "count":
         return pl.len().cast(pl.Int64).alias(feature.name)
+    if feature.column in _CENTS_COLUMNS and feature.agg in ("sum", "mean", "std"):
+        cents = pl.col(_cents(feature.column))
+        n = pl.len().cast(pl.Float64)
+        total = cents.sum().cast(pl.Float64)
+        # Scale by multiplication, never by dividing by a literal (see _prev_gap_expr).
+        if feature.agg == "sum":
+            return (total * 0.01).alias(feature.name)
+        if feature.agg == "mean":
+            return (total / n * 0.01).alias(feature.name)
+        squares = (cents * cents).sum().cast(pl.Float64)
+        variance = (n * squares - total * total) / (n * (n - 1)) * 1e-4
+        return pl.when(pl.len() > 1).then(variance.clip(lower_bound=0).sqrt()).alias(feature.name)
     return getattr(pl.col(feature.column), feature.agg)().alias(feature.name)
 
 
@@ -269,7 +291,13 @@ def window_columns(sorted_transactions: pl.DataFrame) -> pl.DataFrame:
     rank = (card != card.shift(1)).fill_null(True).cast(pl.Int64).cum_sum() - 1
     value_columns = dict.fromkeys(f.column for f in CARD_WINDOW_FEATURES if f.agg != "count")
     keyed = sorted_transactions.select(
-        *value_columns, ((rank % cards_per_chunk) * stride + since_first).alias(_KEY)
+        *value_columns,
+        *(
+            (pl.col(c) * 100).round().cast(pl.Int64).alias(_cents(c))
+            for c in value_columns
+            if c in _CENTS_COLUMNS
+        ),
+        ((rank % cards_per_chunk) * stride + since_first).alias(_KEY),
     )
     chunk = rank // cards_per_chunk
     bounds = chunk.search_sorted(pl.Series(range(int(chunk.max()) + 2)), side="left").to_list()
@@ -282,7 +310,10 @@ def _prev_gap_expr() -> pl.Expr:
     # Rows are sorted by card, so the previous row is the card's previous transaction unless the
     # card changes there.
     gap = pl.when(card == card.shift(1)).then(time - time.shift(1))
-    seconds = gap.dt.total_microseconds().cast(pl.Float64) / 1e6
+    # Multiply, never divide by a literal: Polars divides a whole column by a scalar through its
+    # reciprocal but folds a one-row frame to a true division, so "/ 1e6" could differ in the
+    # last digit between a daily build and a full refresh. Multiplication is the same on both.
+    seconds = gap.dt.total_microseconds().cast(pl.Float64) * 1e-6
     return pl.when(gap < LOOKBACK).then(seconds).alias(PREV_TX_GAP_SECONDS)
 
 

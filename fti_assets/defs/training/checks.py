@@ -16,7 +16,12 @@ import dagster as dg
 from fti_assets.defs.metadata import latest_metadata
 from fti_assets.lib.datasets import DEFAULT_NAME, load_dataset
 from fti_assets.lib.leakage import check_leakage
-from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
+from fti_assets.resources import (
+    DataDirResource,
+    ModelGatesResource,
+    ModelRegistryResource,
+    OfflineStoreResource,
+)
 
 if TYPE_CHECKING:
     from fti_assets.lib.model_eval import GateResult
@@ -84,13 +89,20 @@ def _leakage_gate(instance: dg.DagsterInstance, dataset_version: str) -> "GateRe
     description="Promotion gates of fraud_model: all must pass before it becomes champion.",
 )
 def fraud_model_gates(
-    context: dg.AssetCheckExecutionContext, model_registry: ModelRegistryResource
+    context: dg.AssetCheckExecutionContext,
+    model_registry: ModelRegistryResource,
+    model_gates: ModelGatesResource,
 ):
     from fti_assets.lib.model_eval import GateConfig, gate_config_dict, gates
 
     report_path = latest_metadata(context.instance, "fraud_model_evaluation", "report")
     report = json.loads(Path(report_path).read_text())
-    config = GateConfig()
+    config = GateConfig(
+        pr_auc_floor=model_gates.pr_auc_floor,
+        champion_tolerance=model_gates.champion_tolerance,
+        max_slice_recall_drop=model_gates.max_slice_recall_drop,
+        min_slice_positives=model_gates.min_slice_positives,
+    )
     results = [*gates(report, config), _leakage_gate(context.instance, report["dataset_version"])]
     failed = [r for r in results if not r.passed]
     if failed:
