@@ -1,1 +1,1 @@
-"""Benchmarks behind `make bench`: each module measures one area against its obvious alternatives."""
+"""Benchmarks behind `make bench`: each module measures one area against its alternatives."""
