@@ -216,6 +216,21 @@ def datasets_list(
     _emit(rows, as_json, f"Datasets: {name}")
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Start the prediction service (FastAPI + uvicorn): POST /predict, /predict/batch; GET
+    /health, /ready, /docs. Serves the registry's champion and follows promote/rollback."""
+    from fti_assets.service.server import serve as run_server
+
+    run_server(host=host, port=port, workers=workers)
+
+
 def _registry():
     from fti_assets.lib.registry import ModelRegistry
 

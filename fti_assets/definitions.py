@@ -23,6 +23,7 @@ defs = dg.Definitions(
         training_assets.fraud_model_evaluation,
         training_assets.fraud_model_champion,
         inference_assets.fraud_predictions,
+        inference_assets.inference_log,
     ],
     asset_checks=[
         *feature_checks.feature_contract_checks,

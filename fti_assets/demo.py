@@ -35,6 +35,10 @@ def materialize_graph(
     first, last = partition_dates()
     start, end = start or first, end or last
     assets = [*defs.assets, *(defs.asset_checks or [])]
+    if selection is None:
+        # One run takes one partition window: leave out assets partitioned by another
+        # calendar (the real-time inference log), they are materialized on their own.
+        selection = dg.AssetSelection.all() - dg.AssetSelection.assets("inference_log")
     return dg.materialize(
         assets,
         instance=instance,

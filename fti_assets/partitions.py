@@ -19,3 +19,8 @@ daily_partitions = dg.DailyPartitionsDefinition(
 # A partitioned asset launched over a range of days (a backfill, `fti demo`) runs as ONE run
 # that processes the whole window, instead of one run per day.
 single_run = dg.BackfillPolicy.single_run()
+
+# The online service logs in real time: its days run from the first data day up to today.
+log_partitions = dg.DailyPartitionsDefinition(
+    start_date=_start.isoformat(), timezone="UTC", end_offset=1
+)

@@ -1,12 +1,17 @@
 """Inference pipelines: daily batch predictions (and the online service's inference log)."""
 
+from datetime import timedelta
+
 import dagster as dg
+import polars as pl
 
 from fti_assets.defs.metadata import OWNERS, frame_preview, markdown_table
 from fti_assets.lib.batch_scoring import score_window
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.partitions import daily_partitions, single_run
-from fti_assets.resources import ModelRegistryResource, OfflineStoreResource
+from fti_assets.lib.inference_log import read_inference_logs
+from fti_assets.lib.offline_store import Replacement, replace_partitions
+from fti_assets.partitions import daily_partitions, log_partitions, single_run
+from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
 
 MODEL_NAME = "fraud_model"
 
@@ -50,5 +55,54 @@ def fraud_predictions(
                 [{"quantile": k, "probability": f"{v:.5f}"} for k, v in stats.quantiles.items()]
             ),
             "preview": frame_preview(predictions.sort("fraud_probability", descending=True)),
+        }
+    )
+
+
+@dg.asset(
+    group_name="inference",
+    kinds={"duckdb", "json"},
+    owners=OWNERS,
+    pool="offline_store",
+    partitions_def=log_partitions,
+    backfill_policy=single_run,
+)
+def inference_log(
+    context: dg.AssetExecutionContext,
+    offline_store: OfflineStoreResource,
+    data_dir: DataDirResource,
+) -> dg.MaterializeResult:
+    """Every online prediction of the day (request fields, the exact feature vector used as
+    JSON, model version, probability, latency), from the service's JSONL log files into the
+    offline store, one logged day per partition, replaced atomically. Input to monitoring and
+    to the train/serve skew check."""
+    window = context.partition_time_window
+    day, frames = window.start.date(), []
+    while day < window.end.date():
+        frames.append(read_inference_logs(data_dir.layout.inference_log_dir, day))
+        day = day + timedelta(days=1)
+    logs = pl.concat(frames) if frames else read_inference_logs(data_dir.layout.inference_log_dir)
+    with offline_store.connection() as con:
+        replace_partitions(
+            con,
+            [
+                Replacement(
+                    "inference_log",
+                    logs,
+                    "logged_at >= ? and logged_at < ?",
+                    [window.start, window.end],
+                )
+            ],
+        )
+    latency = logs["latency_ms"]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": logs.height,
+            "model_versions": markdown_table(
+                logs.group_by("model_version").len().sort("model_version").to_dicts()
+            ),
+            "fallback_share": float(logs["fallback"].mean()) if logs.height else 0.0,
+            "latency_p50_ms": float(latency.quantile(0.5)) if logs.height else 0.0,
+            "latency_p99_ms": float(latency.quantile(0.99)) if logs.height else 0.0,
         }
     )
