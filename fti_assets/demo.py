@@ -1,5 +1,6 @@
 """Materializing the whole asset graph in-process (used by `fti demo`, tests and benchmarks)."""
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -73,14 +74,35 @@ def _materializations(result: dg.ExecuteInProcessResult) -> list[dict]:
     return rows
 
 
+def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.to_user_string() == asset:
+            meta = event.event_specific_data.materialization.metadata
+            return {k: getattr(v, "value", v) for k, v in meta.items()}
+    return {}
+
+
 def run_demo(console: Console) -> dg.ExecuteInProcessResult:
     from fti_assets.definitions import defs
+    from fti_assets.lib.settings import Settings
 
+    settings = Settings.from_env()
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     start, end = partition_dates()
-    console.print(f"materializing every asset for {start} … {end} (one run) …")
+    log_path = settings.data_dir / "logs" / "demo-run.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    console.print(
+        f"materializing every asset for {start} … {end} in one run "
+        f"(dbt output goes to {log_path}) …"
+    )
     t0 = time.perf_counter()
-    result = materialize_graph(defs, instance=instance, raise_on_error=False)
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        result = materialize_graph(
+            defs,
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
     elapsed = time.perf_counter() - t0
 
     table = Table(title="Materialized assets")
@@ -96,13 +118,29 @@ def run_demo(console: Console) -> dg.ExecuteInProcessResult:
     console.print(
         f"asset checks: {passed}/{len(checks)} passed" + (f"; FAILED: {failed}" if failed else "")
     )
+    evaluation = _metadata(result, "fraud_model_evaluation")
+    if evaluation:
+        console.print(
+            f"fraud_model v{evaluation['model_version']}: test PR-AUC "
+            f"{evaluation['test_pr_auc']:.3f} vs oracle (Bayes limit) "
+            f"{evaluation['oracle_pr_auc']:.3f} → ratio "
+            f"{evaluation['model_to_oracle_pr_auc']:.2f}; "
+            f"champion: {_metadata(result, 'fraud_model_champion').get('alias_change', '—')}"
+        )
+        console.print(f"PR curve and calibration plots: {evaluation['pr_curve_path']}")
     console.print(
         f"run {result.run_id} finished in {elapsed:.1f}s: "
         + ("[green]success[/green]" if result.success else "[red]failure[/red]")
     )
     console.print(
-        "Open the UI with [bold]make dev[/bold] → http://127.0.0.1:3000 "
-        "(asset graph, partitions, checks, run history)."
+        "\nWhere to look:\n"
+        "  make dev      → Dagster UI at http://127.0.0.1:3000 (asset graph, partitions, checks, "
+        "runs)\n"
+        "  make serve    → prediction service at http://127.0.0.1:8000/docs\n"
+        "  fti features list | fti features get card_profile_features card_id=c0000001\n"
+        "  fti datasets list | fti models list\n"
+        f"  data: {settings.data_dir} (offline store {settings.duckdb_path.name}, online store "
+        f"{settings.online_path.name}, datasets/, models/, reports/)"
     )
     if not result.success:
         raise SystemExit(1)

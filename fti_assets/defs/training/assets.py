@@ -106,16 +106,17 @@ MODEL_NAME = "fraud_model"
 
 
 class TrainConfig(dg.Config):
-    """LightGBM hyperparameters (deterministic: fixed seeds and one thread)."""
+    """LightGBM hyperparameters (deterministic: fixed seeds and one thread). Defaults were
+    chosen on the validation split of the default demo data (never on the test split)."""
 
     dataset_version: str | None = None  # default: the version fraud_training_dataset last wrote
-    num_leaves: int = 31
+    num_leaves: int = 15
     learning_rate: float = 0.05
     n_estimators: int = 500
-    min_child_samples: int = 50
-    feature_fraction: float = 0.9
+    min_child_samples: int = 100
+    feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
-    lambda_l2: float = 1.0
+    lambda_l2: float = 5.0
     early_stopping_rounds: int = 50
     seed: int = 42
     class_weight: str = "none"  # "balanced" reweights positives (distorts probabilities)
