@@ -7,6 +7,7 @@ window as dbt vars and each model replaces those days (delete+insert in one tran
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -24,10 +25,17 @@ from fti_assets.resources import OfflineStoreResource
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
+# The dbt next to this interpreter: the venv's, even when the venv is not activated.
+DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
+if DBT_EXECUTABLE.exists() and shutil.which("dbt") != str(DBT_EXECUTABLE):
+    # dagster-dbt's manifest preparer runs `dbt` from PATH: make it find the venv's one.
+    os.environ["PATH"] = f"{DBT_EXECUTABLE.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 dbt_project.prepare_if_dev()
 if not dbt_project.manifest_path.exists():
-    # Outside `dagster dev` (tests, `fti demo`, a fresh clone) parse once to get the manifest.
+    # Outside `dagster dev` (tests, `fti demo`, a fresh clone) parse once to get the manifest
+    # (the preparer holds a file lock, so parallel test workers parse it once).
     dbt_project.preparer.prepare(dbt_project)
 
 
@@ -117,10 +125,8 @@ def dbt_daily_models(
 
 
 def dbt_resource() -> DbtCliResource:
-    # The dbt next to this interpreter: the venv's, even when the venv is not on PATH.
-    dbt_executable = Path(sys.executable).parent / "dbt"
     return DbtCliResource(
         project_dir=dbt_project,
         profiles_dir=str(DBT_PROJECT_DIR),
-        dbt_executable=str(dbt_executable) if dbt_executable.exists() else "dbt",
+        dbt_executable=str(DBT_EXECUTABLE) if DBT_EXECUTABLE.exists() else "dbt",
     )
