@@ -12,7 +12,6 @@ Run alone: ``python -m benchmarks.bench_online --scale quick``.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import random
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmarks.common import Section, percentiles
+from benchmarks.common import Section, cli_main, percentiles
 from fti_assets.lib.feature_groups import FeatureGroupSpec, FeatureSpec
 from fti_assets.lib.online_store import OnlineStore
 
@@ -261,13 +260,5 @@ def run(scale: str) -> list[Section]:
         return [_write_section(sizes, workdir), _lookup_section(sizes, workdir)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
-    args = parser.parse_args()
-    for section in run(args.scale):
-        print(section.to_markdown())
-
-
 if __name__ == "__main__":
-    main()
+    cli_main(run, __doc__, SCALES)

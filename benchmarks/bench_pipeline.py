@@ -9,7 +9,6 @@ Run alone: ``python -m benchmarks.bench_pipeline --scale quick``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from benchmarks.common import Section
+from benchmarks.common import Section, cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -252,13 +251,5 @@ def _demo_and_load_times(scale: str) -> Section:
     return section
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
-    args = parser.parse_args()
-    for section in run(args.scale):
-        print(section.to_markdown())
-
-
 if __name__ == "__main__":
-    main()
+    cli_main(run, __doc__, SCALES)

@@ -11,7 +11,6 @@ Run alone: ``python -m benchmarks.bench_pit --scale quick``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmarks.common import Section, in_fresh_process, mib
+from benchmarks.common import Section, cli_main, in_fresh_process, mib
 
 N_ENTITIES = 100_000
 SPAN_US = 90 * 86_400 * 1_000_000
@@ -356,13 +355,5 @@ def run(scale: str) -> list[Section]:
         return [contenders_section(plan, work), scale_section(plan, work)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(PLANS), default="quick")
-    args = parser.parse_args()
-    for section in run(args.scale):
-        print(section.to_markdown())
-
-
 if __name__ == "__main__":
-    main()
+    cli_main(run, __doc__, PLANS)

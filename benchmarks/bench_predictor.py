@@ -13,7 +13,6 @@ Same model for both: 200 trees (50 at quick scale) trained on synthetic fraud-li
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmarks.common import Section, best_of, percentiles
+from benchmarks.common import Section, best_of, cli_main, percentiles
 from fti_assets.lib.predictor import Predictor
 from fti_assets.lib.training import TrainParams, train_model
 
@@ -155,13 +154,5 @@ def run(scale: str) -> list[Section]:
     return [_single_row(predictor, scoring, config["calls"]), _batch(predictor, scoring)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
-    args = parser.parse_args()
-    for section in run(args.scale):
-        print(section.to_markdown())
-
-
 if __name__ == "__main__":
-    main()
+    cli_main(run, __doc__, SCALES)

@@ -23,7 +23,6 @@ Run alone: ``python -m benchmarks.bench_service --scale quick``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -46,7 +45,7 @@ import numpy as np
 import orjson
 import psutil
 
-from benchmarks.common import Section, percentiles
+from benchmarks.common import Section, cli_main, percentiles
 from fti_assets.lib.domain import CATEGORIES, CHANNELS
 from fti_assets.lib.inference_log import read_inference_logs
 from fti_assets.lib.on_demand import FEATURE_INPUTS, REQUEST_COLUMNS, compute_on_demand_row
@@ -687,13 +686,5 @@ def run(scale: str) -> list[Section]:
         return sections
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
-    args = parser.parse_args()
-    for section in run(args.scale):
-        print(section.to_markdown())
-
-
 if __name__ == "__main__":
-    main()
+    cli_main(run, __doc__, SCALES)

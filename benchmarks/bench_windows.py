@@ -23,7 +23,6 @@ Run alone: ``python -m benchmarks.bench_windows --scale quick``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import tempfile
@@ -37,7 +36,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from benchmarks.common import Section, in_fresh_process, mib
+from benchmarks.common import Section, cli_main, in_fresh_process, mib
 from fti_assets.lib.domain import CATEGORIES, CHANNELS
 from fti_assets.lib.windows import (
     CARD_ID,
@@ -367,13 +366,5 @@ def run(scale: str) -> list[Section]:
         return [versus_pandas_section(plan, data, work), constructs_section(plan, data, work)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(PLANS), default="quick")
-    args = parser.parse_args()
-    for section in run(args.scale):
-        print(section.to_markdown())
-
-
 if __name__ == "__main__":
-    main()
+    cli_main(run, __doc__, PLANS)

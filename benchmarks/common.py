@@ -6,11 +6,12 @@ Every benchmark module exposes ``run(scale: str) -> Section`` where ``scale`` is
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,15 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any) -> tuple[float, int]:
     if proc.exitcode != 0:
         raise RuntimeError(f"benchmark child {fn.__name__} exited with {proc.exitcode}")
     return elapsed, peak
+
+
+def cli_main(run: Callable[[str], list[Section]], doc: str | None, scales: Iterable[str]) -> None:
+    """`python -m benchmarks.bench_<area> --scale quick|full`: run one module, print markdown."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser.add_argument("--scale", choices=sorted(scales), default="quick")
+    args = parser.parse_args()
+    for section in run(args.scale):
+        print(section.to_markdown())
 
 
 def mib(n_bytes: float) -> float:

@@ -16,6 +16,18 @@ daily_partitions = dg.DailyPartitionsDefinition(
     timezone="UTC",
 )
 
+
+def lookback_dep(asset: str, days: int) -> dg.AssetDep:
+    """Depend on the upstream's last ``days`` daily partitions up to the same day (a trailing
+    window reads that much history); days before the first partition are simply absent."""
+    return dg.AssetDep(
+        asset,
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-days, end_offset=0, allow_nonexistent_upstream_partitions=True
+        ),
+    )
+
+
 # A partitioned asset launched over a range of days (a backfill, `fti demo`) runs as ONE run
 # that processes the whole window, instead of one run per day.
 single_run = dg.BackfillPolicy.single_run()

@@ -11,8 +11,9 @@ import pytest
 from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import connect, read_frame
+from fti_assets.lib.offline_store import connect, connection, read_frame
 from fti_assets.lib.registry import ModelRegistry
+from fti_assets.lib.reproduce import reproduce
 from fti_assets.lib.settings import Settings
 from fti_assets.resources import ModelGatesResource, default_resources
 from tests.conftest import TINY_DAYS, TINY_START
@@ -142,6 +143,12 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         evaluation = _materialized(result, "fraud_model_evaluation")
         assert evaluation["test_pr_auc"] > 0 and evaluation["oracle_pr_auc"] > 0
         assert _materialized(result, "fraud_predictions")["model_version"] == 1
+
+        # `fti models reproduce`: rebuilding the dataset version and retraining gives the same
+        # dataset content hash and a byte-identical model.
+        with connection(db) as con:
+            report = reproduce(registry, con, data_layer / "datasets", "fraud_model", 1)
+        assert report.dataset_matches and report.model_matches
 
         # A worse challenger is stopped by the gate, marked rejected, never champion.
         training = [

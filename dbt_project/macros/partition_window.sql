@@ -20,3 +20,10 @@
 {% macro end_of_day_utc(day) -%}
   (cast({{ day }} + interval 1 day as timestamp) at time zone 'UTC')
 {%- endmacro %}
+
+{#- "where <column> in the run's window" for a partition run; nothing for a full refresh. -#}
+{% macro partition_where(column) -%}
+  {%- if column and var('start_date') -%}
+    where {{ column }} between {{ window_start() }} and {{ window_end() }}
+  {%- endif -%}
+{%- endmacro %}

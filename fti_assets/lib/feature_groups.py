@@ -36,6 +36,9 @@ class FeatureGroupSpec:
     online: bool = False
     event_time: str = "event_time"
     source: str = ""  # "dbt", "polars" or "on_demand"
+    # For a group written in daily partitions: the column whose UTC day is the partition
+    # (None: the group is rewritten whole).
+    partition_column: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -79,6 +82,7 @@ CARD_DAILY_FEATURES = FeatureGroupSpec(
     version=1,
     entity_keys=("card_id",),
     source="dbt",
+    partition_column="feature_date",
     online=True,
     description=(
         "Per card and day, trailing 1/7/30-day transaction counts and amounts; available at the "
@@ -104,6 +108,7 @@ MERCHANT_DAILY_FEATURES = FeatureGroupSpec(
     version=1,
     entity_keys=("merchant_id",),
     source="dbt",
+    partition_column="feature_date",
     online=True,
     description=(
         "Per merchant and day, trailing activity and a 30-day fraud rate that counts only fraud "
@@ -171,6 +176,7 @@ CARD_TRANSACTION_FEATURES = FeatureGroupSpec(
     version=1,
     entity_keys=("card_id",),
     source="polars",
+    partition_column="event_time",
     online=True,
     description=(
         "Per card, its state right after each transaction (event_time = transaction time): "

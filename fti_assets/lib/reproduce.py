@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from fti_assets.lib.datasets import DEFAULT_NAME as DATASET_NAME
 from fti_assets.lib.datasets import (
@@ -19,7 +18,7 @@ from fti_assets.lib.datasets import (
 )
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
 from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.training import TrainParams, train_model
+from fti_assets.lib.training import TrainParams, train_from_dataset
 
 
 @dataclass(frozen=True)
@@ -62,14 +61,8 @@ def reproduce(
     groups = [FEATURE_GROUPS[g] for g in config.feature_groups]
     frame, _ = build_training_frame(con, groups, config)
     with tempfile.TemporaryDirectory() as tmp:
-        result = train_model(
-            frame.filter(pl.col("split") == "train"),
-            frame.filter(pl.col("split") == "valid"),
-            label=manifest["label_column"],
-            numeric=manifest["numeric_columns"],
-            categorical=manifest["categorical_columns"],
-            params=train_params_from_registry(model.params),
-            out_dir=Path(tmp) / "artifact",
+        result = train_from_dataset(
+            frame, manifest, train_params_from_registry(model.params), Path(tmp) / "artifact"
         )
     return ReproduceReport(
         name=name,

@@ -203,3 +203,20 @@ def train_model(
         n_train=train.height,
         n_valid=valid.height,
     )
+
+
+def train_from_dataset(
+    frame: pl.DataFrame, manifest: dict[str, Any], params: TrainParams, out_dir: Path
+) -> TrainResult:
+    """Train on a training dataset version: its train split, early stopping on its valid split,
+    and the label and feature columns its manifest lists."""
+    split = manifest.get("split_column", "split")
+    return train_model(
+        frame.filter(pl.col(split) == "train"),
+        frame.filter(pl.col(split) == "valid"),
+        label=manifest["label_column"],
+        numeric=manifest["numeric_columns"],
+        categorical=manifest["categorical_columns"],
+        params=params,
+        out_dir=out_dir,
+    )

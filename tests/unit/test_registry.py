@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 
 from fti_assets.lib.predictor import Predictor, artifact_sha256
@@ -19,17 +18,9 @@ from fti_assets.lib.registry import (
     read_alias_file,
 )
 from fti_assets.lib.training import TrainParams, train_model
+from tests.unit.synthetic import synthetic_frame
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def synthetic_frame(n: int, seed: int) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    amount = rng.lognormal(3.0, 1.0, n)
-    channel = rng.choice(["web", "pos", "app"], n)
-    logit = -3.0 + 0.8 * np.log(amount / 20.0) + 1.0 * (channel == "web")
-    label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
-    return pl.DataFrame({"amount": amount, "channel": channel, "is_fraud": label})
 
 
 @pytest.fixture(scope="module")

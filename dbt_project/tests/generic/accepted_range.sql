@@ -1,5 +1,7 @@
-{% test accepted_range(model, column_name, min_value, max_value) %}
+{% test accepted_range(model, column_name, min_value, max_value, partition_column=none) %}
 select *
 from {{ model }}
-where {{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }}
+{{ partition_where(partition_column) }}
+{{ 'and' if (partition_column and var('start_date')) else 'where' }}
+    ({{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }})
 {% endtest %}

@@ -3,5 +3,6 @@
 {% test event_time_after_day(model, day_column) %}
 select *
 from {{ model }}
-where event_time <> {{ end_of_day_utc(day_column) }}
+{{ partition_where(day_column) }}
+{{ 'and' if var('start_date') else 'where' }} event_time <> {{ end_of_day_utc(day_column) }}
 {% endtest %}

@@ -17,7 +17,7 @@ from fti_assets.defs.metadata import (
 from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
 from fti_assets.lib.feature_pipelines import latest_offline_rows, refresh_card_transaction_features
 from fti_assets.lib.online_store import OnlineStore
-from fti_assets.partitions import daily_partitions, single_run
+from fti_assets.partitions import daily_partitions, lookback_dep, single_run
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
 
 
@@ -29,15 +29,7 @@ from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
     pool="offline_store",
     partitions_def=daily_partitions,
     backfill_policy=single_run,
-    deps=[
-        dg.AssetDep(
-            "raw_transactions",
-            # Trailing windows reach 30 days back.
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-30, end_offset=0, allow_nonexistent_upstream_partitions=True
-            ),
-        )
-    ],
+    deps=[lookback_dep("raw_transactions", days=30)],  # trailing windows reach 30 days back
     metadata=feature_group_metadata(CARD_TRANSACTION_FEATURES),
     freshness_policy=FEATURE_FRESHNESS,
     description=CARD_TRANSACTION_FEATURES.description,

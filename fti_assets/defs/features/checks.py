@@ -10,6 +10,7 @@ from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
 from fti_assets.lib.feature_pipelines import online_offline_mismatches
 from fti_assets.lib.offline_store import quote_ident, read_frame, table_exists
 from fti_assets.lib.online_store import OnlineStore
+from fti_assets.partitions import daily_partitions
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
 
 
@@ -21,17 +22,33 @@ def _contract_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
         description=(
             f"Pandera contract of feature group {spec.name} v{spec.version}: column types, "
             "ranges, non-null keys and event_time, unique (entity key, event_time)."
+            + (" Checks the partitions of the run." if spec.partition_column else "")
         ),
+        partitions_def=daily_partitions if spec.partition_column else None,
     )
-    def _check(offline_store: OfflineStoreResource) -> dg.AssetCheckResult:
+    def _check(
+        context: dg.AssetCheckExecutionContext, offline_store: OfflineStoreResource
+    ) -> dg.AssetCheckResult:
         from fti_assets.lib.quality import validate_feature_group  # pandera: lazily
 
+        sql, params = f"select * from {quote_ident(spec.table)}", []
+        if spec.partition_column:
+            # A daily run checks its own days, not every row ever written.
+            window = context.partition_time_window
+            column = quote_ident(spec.partition_column)
+            sql += f" where {column} >= ? and {column} < ?"
+            params = [window.start, window.end]
+            partition_is_date = spec.partition_column != spec.event_time and (
+                spec.feature(spec.partition_column).dtype == "date"
+            )
+            if partition_is_date:
+                params = [window.start.date(), window.end.date()]
         with offline_store.connection() as con:
             if not table_exists(con, spec.table):
                 return dg.AssetCheckResult(
                     passed=False, description=f"table {spec.table} does not exist"
                 )
-            frame = read_frame(con, f"select * from {quote_ident(spec.table)}")
+            frame = read_frame(con, sql, params)
         report = validate_feature_group(spec, frame)
         return dg.AssetCheckResult(
             passed=report.passed,

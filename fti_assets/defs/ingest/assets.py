@@ -4,15 +4,17 @@ Each file's rows are split into accepted rows and quarantined rows (table ``quar
 reason); rows_in = accepted + quarantined. A partition is replaced in one transaction.
 """
 
+import functools
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
 
 from fti_assets.defs.metadata import OWNERS, markdown_table
-from fti_assets.partitions import daily_partitions, single_run
+from fti_assets.partitions import daily_partitions, lookback_dep, single_run
 from fti_assets.resources import DataDirResource, OfflineStoreResource
 
 if TYPE_CHECKING:
@@ -87,51 +89,49 @@ def _ingest_days(
     return dg.MaterializeResult(metadata=_report_metadata(reports))
 
 
-@dg.asset(
+def _ingest_reference(
+    offline_store: OfflineStoreResource,
+    data_dir: DataDirResource,
+    ingest_file: Callable[[duckdb.DuckDBPyConnection, Path], "IngestReport"],
+) -> dg.MaterializeResult:
+    with offline_store.connection() as con:
+        report = ingest_file(con, data_dir.layout.landing_dir)
+    return dg.MaterializeResult(metadata=_report_metadata([report]))
+
+
+# Every raw asset: its stage, kinds and owner, and a writer of the offline store.
+raw_asset = functools.partial(
+    dg.asset,
     group_name="ingest",
     kinds=KINDS,
     owners=OWNERS,
     pool="offline_store",
     tags={"layer": "raw"},
 )
+
+
+@raw_asset()
 def raw_cards(
     offline_store: OfflineStoreResource, data_dir: DataDirResource
 ) -> dg.MaterializeResult:
     """Card and customer reference data (home location, credit limit, age band, open date)."""
     from fti_assets.lib.ingest import ingest_cards
 
-    with offline_store.connection() as con:
-        report = ingest_cards(con, data_dir.layout.landing_dir)
-    return dg.MaterializeResult(metadata=_report_metadata([report]))
+    return _ingest_reference(offline_store, data_dir, ingest_cards)
 
 
-@dg.asset(
-    group_name="ingest",
-    kinds=KINDS,
-    owners=OWNERS,
-    pool="offline_store",
-    tags={"layer": "raw"},
-)
+@raw_asset()
 def raw_merchants(
     offline_store: OfflineStoreResource, data_dir: DataDirResource
 ) -> dg.MaterializeResult:
     """Merchant reference data (category, location, risk profile)."""
     from fti_assets.lib.ingest import ingest_merchants
 
-    with offline_store.connection() as con:
-        report = ingest_merchants(con, data_dir.layout.landing_dir)
-    return dg.MaterializeResult(metadata=_report_metadata([report]))
+    return _ingest_reference(offline_store, data_dir, ingest_merchants)
 
 
-@dg.asset(
-    group_name="ingest",
-    kinds=KINDS,
-    owners=OWNERS,
-    pool="offline_store",
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
-    deps=[raw_cards, raw_merchants],
-    tags={"layer": "raw"},
+@raw_asset(
+    partitions_def=daily_partitions, backfill_policy=single_run, deps=[raw_cards, raw_merchants]
 )
 def raw_transactions(
     context: dg.AssetExecutionContext,
@@ -144,23 +144,11 @@ def raw_transactions(
     return _ingest_days(context, offline_store, data_dir, ingest_transactions_day)
 
 
-@dg.asset(
-    group_name="ingest",
-    kinds=KINDS,
-    owners=OWNERS,
-    pool="offline_store",
+@raw_asset(
     partitions_def=daily_partitions,
     backfill_policy=single_run,
-    deps=[
-        dg.AssetDep(
-            raw_transactions,
-            # A label reported on day d refers to a transaction of the 30 days before.
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-30, end_offset=0, allow_nonexistent_upstream_partitions=True
-            ),
-        )
-    ],
-    tags={"layer": "raw"},
+    # A label reported on day d refers to a transaction of the 30 days before.
+    deps=[lookback_dep("raw_transactions", days=30)],
 )
 def raw_fraud_labels(
     context: dg.AssetExecutionContext,

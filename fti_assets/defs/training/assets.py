@@ -125,18 +125,9 @@ class TrainConfig(dg.Config):
 def train_params(config: TrainConfig) -> "TrainParams":
     from fti_assets.lib.training import TrainParams
 
-    return TrainParams(
-        num_leaves=config.num_leaves,
-        learning_rate=config.learning_rate,
-        n_estimators=config.n_estimators,
-        min_child_samples=config.min_child_samples,
-        feature_fraction=config.feature_fraction,
-        bagging_fraction=config.bagging_fraction,
-        lambda_l2=config.lambda_l2,
-        early_stopping_rounds=config.early_stopping_rounds or None,
-        seed=config.seed,
-        class_weight=config.class_weight,
-    )
+    fields = config.model_dump(exclude={"dataset_version"})
+    fields["early_stopping_rounds"] = fields["early_stopping_rounds"] or None  # 0 = no stopping
+    return TrainParams(**fields)
 
 
 @dg.asset(
@@ -155,7 +146,7 @@ def fraud_model(
     """LightGBM fraud classifier trained on one training dataset version, with its
     model-dependent transforms (feature order, category codes) saved beside it; registered in
     the model registry as a candidate and aliased ``challenger``."""
-    from fti_assets.lib.training import train_model  # lightgbm: import when training only
+    from fti_assets.lib.training import train_from_dataset  # lightgbm: only when training
 
     version = config.dataset_version or latest_metadata(
         context.instance, "fraud_training_dataset", "dataset_version"
@@ -163,15 +154,7 @@ def fraud_model(
     frame, manifest = load_dataset(data_dir.layout.datasets_dir, DEFAULT_NAME, version)
     params = train_params(config)
     with tempfile.TemporaryDirectory() as tmp:
-        result = train_model(
-            frame.filter(pl.col("split") == "train"),
-            frame.filter(pl.col("split") == "valid"),
-            label=manifest["label_column"],
-            numeric=manifest["numeric_columns"],
-            categorical=manifest["categorical_columns"],
-            params=params,
-            out_dir=Path(tmp) / "artifact",
-        )
+        result = train_from_dataset(frame, manifest, params, Path(tmp) / "artifact")
         registry = model_registry.registry()
         registered = registry.register(
             MODEL_NAME,

@@ -32,10 +32,24 @@ if DBT_EXECUTABLE.exists() and shutil.which("dbt") != str(DBT_EXECUTABLE):
     os.environ["PATH"] = f"{DBT_EXECUTABLE.parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def _manifest_is_stale() -> bool:
+    """No manifest yet, or a dbt source file changed after it was written."""
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return True
+    sources = [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "profiles.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources.extend((DBT_PROJECT_DIR / folder).rglob("*.*"))
+    built = manifest.stat().st_mtime
+    return any(path.stat().st_mtime > built for path in sources)
+
+
 dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
-    # Outside `dagster dev` (tests, `fti demo`, a fresh clone) parse once to get the manifest
-    # (the preparer holds a file lock, so parallel test workers parse it once).
+if _manifest_is_stale():
+    # Outside `dagster dev` (tests, `fti demo`, a fresh clone, after editing a model) parse to
+    # get a current manifest (the preparer holds a file lock: parallel workers parse it once).
     dbt_project.preparer.prepare(dbt_project)
 
 
