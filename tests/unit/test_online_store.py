@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
+import sqlite3
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from fti_assets.lib.online_store import (
     OnlineRow,
     OnlineStore,
     OnlineStoreBackend,
+    OnlineStoreLayoutError,
     WriteResult,
 )
 
@@ -529,3 +531,157 @@ def test_a_reader_never_sees_a_partial_batch(
     assert result.entities_written == ATOMIC_ENTITIES
     assert reads_while_uncommitted and reads_while_uncommitted[0] >= 5
     assert [state for state, _ in runs] == ["A", "B"], runs
+
+
+# -- packed values: every dtype, awkward values, old layouts -----------------------------------
+
+EVERY_DTYPE = FeatureGroupSpec(
+    name="every_dtype",
+    version=1,
+    entity_keys=("merchant_id",),
+    features=(
+        FeatureSpec("score", "float64", "a float"),
+        FeatureSpec("count", "int64", "an int"),
+        FeatureSpec("label", "string", "a string"),
+        FeatureSpec("flag", "bool", "a bool"),
+        FeatureSpec("seen_at", "timestamp_utc", "a timestamp"),
+        FeatureSpec("opened_on", "date", "a date"),
+    ),
+    description="one feature of each dtype",
+)
+
+
+def every_dtype_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "merchant_id": ["plain", "awkward", "nulls", "nan", "-inf"],
+            "event_time": [T0, T0 + timedelta(seconds=1), T0, T0, T0],
+            "score": [7.0, float("inf"), None, float("nan"), float("-inf")],
+            "count": [-(2**63), 2**63 - 1, None, 0, 1],
+            "label": ["x", 'quote " back \\ nl \n tab \t é 😀 \u2028 ,]', None, "inf", "-inf"],
+            "flag": [True, False, None, True, False],
+            "seen_at": [
+                datetime(1, 1, 1, tzinfo=UTC),
+                datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+                None,
+                T0,
+                T0,
+            ],
+            "opened_on": [date(1999, 12, 31), date(1, 1, 1), None, date(2026, 9, 1), None],
+        },
+        schema_overrides={
+            "event_time": pl.Datetime("us", "UTC"),
+            "seen_at": pl.Datetime("us", "UTC"),
+        },
+    )
+
+
+def test_every_dtype_and_awkward_value_comes_back_as_written(store: OnlineStore) -> None:
+    frame = every_dtype_frame()
+    store.write_group(EVERY_DTYPE, frame)
+
+    rows = store.get_many("every_dtype", ["plain", "awkward", "nulls", "nan", "-inf"])
+
+    assert [r.features for r in rows] == [
+        {
+            "score": 7.0,
+            "count": -(2**63),
+            "label": "x",
+            "flag": True,
+            "seen_at": datetime(1, 1, 1, tzinfo=UTC),
+            "opened_on": date(1999, 12, 31),
+        },
+        {
+            "score": float("inf"),
+            "count": 2**63 - 1,
+            "label": 'quote " back \\ nl \n tab \t é 😀 \u2028 ,]',
+            "flag": False,
+            "seen_at": datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+            "opened_on": date(1, 1, 1),
+        },
+        dict.fromkeys(EVERY_DTYPE.feature_names),
+        # NaN comes back as a missing value; strings that spell infinities stay strings.
+        {
+            "score": None,
+            "count": 0,
+            "label": "inf",
+            "flag": True,
+            "seen_at": T0,
+            "opened_on": date(2026, 9, 1),
+        },
+        {
+            "score": float("-inf"),
+            "count": 1,
+            "label": "-inf",
+            "flag": False,
+            "seen_at": T0,
+            "opened_on": None,
+        },
+    ]
+    assert type(rows[0].features["score"]) is float
+    assert rows[1].event_time == T0 + timedelta(seconds=1)
+    assert store.get("every_dtype", "awkward") == rows[1]
+    expected = frame.with_columns(
+        pl.when(pl.col("score").is_nan()).then(None).otherwise(pl.col("score")).alias("score")
+    )
+    latest = store.latest("every_dtype")
+    assert latest.schema == expected.schema
+    assert latest.sort("merchant_id").equals(expected.sort("merchant_id"))
+
+
+def test_string_keys_accept_scalars_and_dicts_in_one_call(store: OnlineStore) -> None:
+    store.write_group(EVERY_DTYPE, every_dtype_frame())
+
+    rows = store.get_many("every_dtype", ["nan", {"merchant_id": "plain"}, "missing", "nan"])
+
+    assert [r.keys if r else None for r in rows] == [
+        {"merchant_id": "nan"},
+        {"merchant_id": "plain"},
+        None,
+        {"merchant_id": "nan"},
+    ]
+    assert rows[2] == NotFound("every_dtype", {"merchant_id": "missing"})
+    with pytest.raises(TypeError, match="7"):
+        store.get_many("every_dtype", ["plain", 7])
+
+
+def test_a_key_named_like_the_packed_values_column_is_refused(store: OnlineStore) -> None:
+    spec = FeatureGroupSpec(
+        "clash", 1, ("fti_values",), (FeatureSpec("x", "int64", "x"),), "clashing key"
+    )
+
+    with pytest.raises(ValueError, match="fti_values"):
+        store.write_group(spec, pl.DataFrame({"fti_values": [1], "event_time": [T0], "x": [1]}))
+
+
+def mark_as_old_layout(path: Path) -> None:
+    """Make the file look written by the one-column-per-feature code: its specs had no layout."""
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE fti_online_group_versions SET spec = json_remove(spec, '$.layout')")
+    con.close()
+
+
+def test_a_group_written_with_the_old_layout_is_refused_until_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "online.sqlite"
+    with OnlineStore(path) as writer:
+        writer.write_group(CARD, card_frame([(1, T0, 1.0)]))
+    mark_as_old_layout(path)
+
+    with pytest.raises(OnlineStoreLayoutError, match="'card_profile' version 1.*layout 1.*rewrite"):
+        OnlineStore(path, readonly=True)
+    with OnlineStore(path) as writer:
+        with pytest.raises(OnlineStoreLayoutError, match="layout 1"):
+            writer.get("card_profile", 1)
+        with pytest.raises(OnlineStoreLayoutError, match="layout 1"):
+            writer.get_many("card_profile", [1])
+        with pytest.raises(OnlineStoreLayoutError, match="layout 1"):
+            writer.latest("card_profile")
+        with pytest.raises(OnlineStoreLayoutError, match="replace_group"):
+            writer.write_group(CARD, card_frame([(2, T0, 2.0)]))
+
+        writer.replace_group(CARD, card_frame([(2, T0, 2.0)]))
+
+        assert amounts(writer.get_many("card_profile", [1, 2])) == [None, 2.0]
+    with OnlineStore(path, readonly=True) as reader:
+        assert reader.get("card_profile", 2).features["amount_mean"] == 2.0
