@@ -1,16 +1,22 @@
-{#- The partition window Dagster asks for, as SQL date expressions.
-    With no vars (a full refresh) the window is every day that has transactions. -#}
+{#- The partition window Dagster asks for, from FTI_WINDOW_START / FTI_WINDOW_END (YYYY-MM-DD,
+    inclusive), as SQL date expressions. Unset (a full refresh): every day with transactions.
+    Environment variables rather than --vars: a new --vars value makes dbt re-parse the whole
+    project on every daily run, a changed env var does not. -#}
+{% macro window_is_set() -%}
+  {{- return(env_var('FTI_WINDOW_START', '') != '') -}}
+{%- endmacro %}
+
 {% macro window_start() -%}
-  {%- if var('start_date') -%}
-    cast('{{ var("start_date") }}' as date)
+  {%- if window_is_set() -%}
+    cast('{{ env_var("FTI_WINDOW_START") }}' as date)
   {%- else -%}
     (select min(cast(transaction_time as date)) from {{ source('raw', 'raw_transactions') }})
   {%- endif -%}
 {%- endmacro %}
 
 {% macro window_end() -%}
-  {%- if var('end_date') -%}
-    cast('{{ var("end_date") }}' as date)
+  {%- if window_is_set() -%}
+    cast('{{ env_var("FTI_WINDOW_END") }}' as date)
   {%- else -%}
     (select max(cast(transaction_time as date)) from {{ source('raw', 'raw_transactions') }})
   {%- endif -%}
@@ -23,7 +29,7 @@
 
 {#- "where <column> in the run's window" for a partition run; nothing for a full refresh. -#}
 {% macro partition_where(column) -%}
-  {%- if column and var('start_date') -%}
+  {%- if column and window_is_set() -%}
     where {{ column }} between {{ window_start() }} and {{ window_end() }}
   {%- endif -%}
 {%- endmacro %}

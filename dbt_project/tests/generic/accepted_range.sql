@@ -2,6 +2,6 @@
 select *
 from {{ model }}
 {{ partition_where(partition_column) }}
-{{ 'and' if (partition_column and var('start_date')) else 'where' }}
+{{ 'and' if (partition_column and window_is_set()) else 'where' }}
     ({{ column_name }} < {{ min_value }} or {{ column_name }} > {{ max_value }})
 {% endtest %}

@@ -4,5 +4,5 @@
 select *
 from {{ model }}
 {{ partition_where(day_column) }}
-{{ 'and' if var('start_date') else 'where' }} event_time <> {{ end_of_day_utc(day_column) }}
+{{ 'and' if window_is_set() else 'where' }} event_time <> {{ end_of_day_utc(day_column) }}
 {% endtest %}

@@ -2,10 +2,10 @@
 
 Marts are feature groups (see fti_assets/lib/feature_groups.py); dbt tests become asset checks.
 Models tagged ``daily`` are incremental and partitioned by day: Dagster passes the partition
-window as dbt vars and each model replaces those days (delete+insert in one transaction).
+window (FTI_WINDOW_START/END) and each model replaces those days (delete+insert in one
+transaction).
 """
 
-import json
 import os
 import shutil
 import sys
@@ -87,18 +87,22 @@ def _dbt_build(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
     offline_store: OfflineStoreResource,
-    dbt_vars: dict[str, str] | None = None,
+    window: tuple[str, str] | None = None,
 ) -> Iterator[Any]:
     # dbt's profile reads the store path from FTI_DUCKDB_PATH: point it at this resource's file.
     os.environ["FTI_DUCKDB_PATH"] = offline_store.path
+    # The partition window travels in env vars, not --vars: new --vars make dbt re-parse the
+    # whole project on every daily run (see macros/partition_window.sql). Unset = all days.
+    if window is None:
+        os.environ.pop("FTI_WINDOW_START", None)
+        os.environ.pop("FTI_WINDOW_END", None)
+    else:
+        os.environ["FTI_WINDOW_START"], os.environ["FTI_WINDOW_END"] = window
     # A subset run (one model, say) must not run a relationships test whose other parent was
     # not built in this run: "cautious" runs a test only when all its parents are selected
     # (also set in dbt_project.yml; dagster-dbt reads the env var to plan check subsets).
     os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
-    args = ["build"]
-    if dbt_vars:
-        args += ["--vars", json.dumps(dbt_vars)]
-    yield from dbt.cli(args, context=context).stream()
+    yield from dbt.cli(["build"], context=context).stream()
 
 
 @dbt_assets(
@@ -131,11 +135,8 @@ def dbt_daily_models(
 ) -> Iterator[Any]:
     """Daily incremental models: activity aggregates and the card/merchant daily feature groups."""
     window = context.partition_time_window
-    dbt_vars = {
-        "start_date": window.start.date().isoformat(),
-        "end_date": (window.end - timedelta(days=1)).date().isoformat(),
-    }
-    yield from _dbt_build(context, dbt, offline_store, dbt_vars)
+    days = (window.start.date().isoformat(), (window.end - timedelta(days=1)).date().isoformat())
+    yield from _dbt_build(context, dbt, offline_store, days)
 
 
 def dbt_resource() -> DbtCliResource:
