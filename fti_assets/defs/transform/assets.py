@@ -6,16 +6,19 @@ window (FTI_WINDOW_START/END) and each model replaces those days (delete+insert 
 transaction).
 """
 
+import importlib.metadata
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from packaging import version
 
 from fti_assets.defs.metadata import FEATURE_FRESHNESS, OWNERS, feature_group_metadata
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
@@ -102,7 +105,28 @@ def _dbt_build(
     # not built in this run: "cautious" runs a test only when all its parents are selected
     # (also set in dbt_project.yml; dagster-dbt reads the env var to plan check subsets).
     os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
-    yield from dbt.cli(["build"], context=context).stream()
+    invocation = dbt.cli(["build"], context=context)
+    yield from invocation.stream()
+    _keep_partial_parse(
+        Path(invocation.target_path), dbt_project.project_dir / dbt_project.target_path
+    )
+
+
+def _keep_partial_parse(run_target: Path, project_target: Path) -> None:
+    """Make this run's parse state the one the next dbt invocation starts from.
+
+    dagster-dbt gives each invocation its own target folder seeded with
+    ``target/partial_parse.msgpack``; dbt throws that away and parses the whole project when the
+    profile differs (the DuckDB path is part of it) and the state from ``dbt parse`` was made
+    with the path the dbt profile defaults to, not the resource's. Copying the run's state back
+    means the next run on the same store parses only what changed (a few seconds per run).
+    """
+    state = run_target / "partial_parse.msgpack"
+    if not state.exists():
+        return
+    tmp = project_target / f".partial_parse.{os.getpid()}.msgpack"
+    shutil.copyfile(state, tmp)
+    os.replace(tmp, project_target / "partial_parse.msgpack")  # atomic: readers see old or new
 
 
 @dbt_assets(
@@ -139,8 +163,29 @@ def dbt_daily_models(
     yield from _dbt_build(context, dbt, offline_store, days)
 
 
+class FtiDbtCliResource(DbtCliResource):
+    """``DbtCliResource`` without two fixed costs per dbt step that this project does not use.
+
+    Before starting dbt, ``DbtCliResource.cli`` runs ``dbt --version`` in a subprocess (~2.4 s)
+    and builds a dbt adapter in-process, parsing every dbt macro (~3 s), only so that
+    ``fetch_row_counts()`` / ``fetch_column_metadata()`` can query the warehouse; our assets
+    call neither. The version comes from the installed dbt-core when the executable is the one
+    next to this interpreter. ``tests/unit/test_dbt_resource.py`` fails if dagster-dbt renames
+    the two hooks.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        if Path(self.dbt_executable) == DBT_EXECUTABLE:
+            return version.parse(importlib.metadata.version("dbt-core"))
+        return super()._cli_version
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return None  # no adapter: dagster-dbt then skips the warehouse metadata queries
+
+
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(
+    return FtiDbtCliResource(
         project_dir=dbt_project,
         profiles_dir=str(DBT_PROJECT_DIR),
         dbt_executable=str(DBT_EXECUTABLE) if DBT_EXECUTABLE.exists() else "dbt",

@@ -1,0 +1,67 @@
+"""The dbt resource's start-up shortcuts: same dbt version, no adapter, parse state kept."""
+
+import importlib.metadata
+import inspect
+from functools import cached_property
+from pathlib import Path
+
+import pytest
+from dagster_dbt import DbtCliResource
+from packaging import version
+
+from fti_assets.defs.transform import assets as transform
+
+
+def test_dagster_dbt_still_has_the_hooks_we_override() -> None:
+    # If dagster-dbt renames these, our overrides would silently stop saving time.
+    assert isinstance(inspect.getattr_static(DbtCliResource, "_cli_version"), cached_property)
+    assert callable(DbtCliResource._initialize_dbt_core_adapter)
+    source = inspect.getsource(DbtCliResource.cli)
+    assert "self._cli_version" in source
+    assert "self._initialize_dbt_core_adapter(" in source
+
+
+def test_version_comes_from_the_installed_dbt_core_without_a_subprocess(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dagster_dbt.core.resource as dbt_resource_module
+
+    def no_subprocess(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError(f"unexpected subprocess {args}")
+
+    monkeypatch.setattr(dbt_resource_module, "check_output", no_subprocess)
+    resource = transform.dbt_resource()
+    assert isinstance(resource, transform.FtiDbtCliResource)
+    assert Path(resource.dbt_executable) == transform.DBT_EXECUTABLE
+    assert resource._cli_version == version.parse(importlib.metadata.version("dbt-core"))
+    assert resource._cli_version.major < 2  # dbt-core, not the Fusion engine
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
+
+
+def test_another_dbt_executable_is_asked_for_its_version(tmp_path: Path) -> None:
+    other_dbt = tmp_path / "dbt"
+    other_dbt.write_text("#!/bin/sh\necho 'Core:'\necho '  - installed: 1.99.7'\n")
+    other_dbt.chmod(0o755)
+    resource = transform.FtiDbtCliResource(
+        project_dir=str(transform.DBT_PROJECT_DIR), dbt_executable=str(other_dbt)
+    )
+    assert resource._cli_version == version.parse("1.99.7")
+
+
+def test_run_parse_state_replaces_the_project_one(tmp_path: Path) -> None:
+    project_target = tmp_path / "target"
+    run_target = project_target / "dbt_daily_models-abc-123"
+    run_target.mkdir(parents=True)
+    (project_target / "partial_parse.msgpack").write_bytes(b"old")
+
+    transform._keep_partial_parse(run_target, project_target)  # the run wrote none: keep old
+    assert (project_target / "partial_parse.msgpack").read_bytes() == b"old"
+
+    (run_target / "partial_parse.msgpack").write_bytes(b"new state")
+    transform._keep_partial_parse(run_target, project_target)
+    assert (project_target / "partial_parse.msgpack").read_bytes() == b"new state"
+    assert (run_target / "partial_parse.msgpack").read_bytes() == b"new state"
+    assert sorted(p.name for p in project_target.iterdir()) == [
+        "dbt_daily_models-abc-123",
+        "partial_parse.msgpack",
+    ]  # no temporary file left behind
