@@ -2,6 +2,8 @@
 
 import importlib.metadata
 import inspect
+import os
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -65,3 +67,26 @@ def test_run_parse_state_replaces_the_project_one(tmp_path: Path) -> None:
         "dbt_daily_models-abc-123",
         "partial_parse.msgpack",
     ]  # no temporary file left behind
+
+
+def test_old_run_folders_are_pruned_but_recent_and_foreign_ones_kept(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    now = time.time()
+    days_old = {}
+    for i in range(6):  # six run folders, 0..5 days old
+        folder = target / f"dbt_daily_models-{i:07x}-abcdef{i}"
+        folder.mkdir(parents=True)
+        os.utime(folder, (now - i * 86400, now - i * 86400))
+        days_old[folder.name] = i
+    running = target / "dbt_reference_models-aaaaaaa-bbbbbbb"  # beyond `keep`, but a minute old
+    running.mkdir()
+    os.utime(running, (now - 60, now - 60))
+    (target / "compiled").mkdir()  # not a run folder: never touched, however old
+    os.utime(target / "compiled", (now - 9e6, now - 9e6))
+
+    removed = transform._prune_run_folders(target, keep=1, min_age_s=3600)
+
+    assert sorted(days_old[p.name] for p in removed) == [1, 2, 3, 4, 5]
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["compiled", running.name, "dbt_daily_models-0000000-abcdef0"]
+    )

@@ -8,8 +8,10 @@ transaction).
 
 import importlib.metadata
 import os
+import re
 import shutil
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -107,9 +109,9 @@ def _dbt_build(
     os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
     invocation = dbt.cli(["build"], context=context)
     yield from invocation.stream()
-    _keep_partial_parse(
-        Path(invocation.target_path), dbt_project.project_dir / dbt_project.target_path
-    )
+    project_target = dbt_project.project_dir / dbt_project.target_path
+    _keep_partial_parse(Path(invocation.target_path), project_target)
+    _prune_run_folders(project_target)
 
 
 def _keep_partial_parse(run_target: Path, project_target: Path) -> None:
@@ -127,6 +129,28 @@ def _keep_partial_parse(run_target: Path, project_target: Path) -> None:
     tmp = project_target / f".partial_parse.{os.getpid()}.msgpack"
     shutil.copyfile(state, tmp)
     os.replace(tmp, project_target / "partial_parse.msgpack")  # atomic: readers see old or new
+
+
+# dagster-dbt's per-invocation target folders: "<op name>-<run id[:7]>-<random[:7]>".
+_RUN_FOLDER = re.compile(r"^dbt_\w+-[0-9a-f]{7}-[0-9a-f]{7}$")
+KEEP_DBT_RUN_FOLDERS = 20
+
+
+def _prune_run_folders(
+    project_target: Path, keep: int = KEEP_DBT_RUN_FOLDERS, min_age_s: float = 3600.0
+) -> list[Path]:
+    """Delete all but the newest ``keep`` dbt run folders (about 2 MB each: manifest, compiled
+    SQL, dbt.log), so a daily schedule does not fill the disk. Folders younger than
+    ``min_age_s`` are never touched: another process may still be running dbt in them."""
+    folders = [p for p in project_target.iterdir() if p.is_dir() and _RUN_FOLDER.match(p.name)]
+    folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    now = time.time()
+    removed = []
+    for folder in folders[keep:]:
+        if now - folder.stat().st_mtime >= min_age_s:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 @dbt_assets(
