@@ -32,4 +32,10 @@ defs = dg.Definitions(
         training_checks.fraud_model_gates,
     ],
     resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
+    # Runs launched from the UI or a schedule execute each step in its own process. Forking those
+    # from a server that imported these definitions once per run (forkserver), instead of
+    # spawning a fresh interpreter per step, saves the ~4 s import for every step.
+    executor=dg.multiprocess_executor.configured(
+        {"start_method": {"forkserver": {"preload_modules": ["fti_assets.definitions"]}}}
+    ),
 )

@@ -1,6 +1,7 @@
 """The whole asset graph materialized in-process on a temporary DuckDB file."""
 
 import json
+import os
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -235,3 +236,37 @@ def test_failing_blocking_contract_stops_downstream(data_layer: Path) -> None:
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "online_card_profile_features" not in materialized
     assert not result.success
+
+
+def _ingest_job() -> dg.JobDefinition:
+    """The raw ingest assets as a job of the real definitions (their executor, resources)."""
+    from fti_assets.definitions import defs
+
+    job = dg.define_asset_job("ingest_reference_data", selection=["raw_cards", "raw_merchants"])
+    return dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
+
+
+def test_ui_runs_execute_steps_in_forked_processes(data_layer: Path, tmp_path: Path) -> None:
+    # What `dagster dev` and schedules do: the definitions' own executor (multiprocess, each step
+    # forked from a server that preloaded the definitions) and a persistent instance.
+    job = _ingest_job()
+    start_method = job.executor_def.apply_config_mapping({}).value["config"]["start_method"]
+    assert start_method == {"forkserver": {"preload_modules": ["fti_assets.definitions"]}}
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
+        with dg.execute_job(dg.reconstructable(_ingest_job), instance) as result:
+            assert result.success
+            step_pids = {
+                event.pid for event in result.all_events if event.event_type_value == "STEP_START"
+            }
+    assert len(step_pids) == 2 and os.getpid() not in step_pids  # each step in its own process
+    con = connect(data_layer / "offline.duckdb", read_only=True)
+    try:
+        counts = {
+            table: con.execute(f"select count(*) from {table}").fetchall()[0][0]
+            for table in ("raw_cards", "raw_merchants")
+        }
+    finally:
+        con.close()
+    assert counts == {"raw_cards": 400, "raw_merchants": 40}  # the tiny data set's sizes
