@@ -9,30 +9,10 @@
 -- Per card and day: trailing 1/7/30-day counts and amounts, available at the midnight UTC that
 -- ends the day. One row per card for every day of the window (a quiet day is a row of zeros),
 -- so a point-in-time lookup never picks a stale row from an earlier active day.
-with days as (
-    select cast(unnest(generate_series(
-        {{ window_start() }} - interval 29 day, {{ window_end() }}, interval 1 day
-    )) as date) as feature_date
-),
-
-activity as (
-    select *
-    from {{ ref('int_card_daily_activity') }}
-    where activity_date between {{ window_start() }} - interval 29 day and {{ window_end() }}
-),
-
-dense as (
-    select
-        c.card_id,
-        d.feature_date,
-        coalesce(a.tx_count, 0) as tx_count,
-        coalesce(a.amount_sum, 0) as amount_sum,
-        coalesce(a.online_count, 0) as online_count
-    from {{ ref('stg_cards') }} as c
-    cross join days as d
-    left join activity as a
-        on a.card_id = c.card_id and a.activity_date = d.feature_date
-),
+with {{ dense_daily_grid(
+    ref('stg_cards'), 'card_id', ref('int_card_daily_activity'),
+    ['tx_count', 'amount_sum', 'online_count'],
+) }},
 
 windowed as (
     select

@@ -9,29 +9,9 @@
 -- Per merchant and day: trailing activity and a trailing fraud rate available at the midnight
 -- UTC ending the day. The fraud rate counts a transaction as fraud only if its fraud report
 -- arrived by the end of that day: labels reported later cannot leak into earlier features.
-with days as (
-    select cast(unnest(generate_series(
-        {{ window_start() }} - interval 29 day, {{ window_end() }}, interval 1 day
-    )) as date) as feature_date
-),
-
-activity as (
-    select *
-    from {{ ref('int_merchant_daily_activity') }}
-    where activity_date between {{ window_start() }} - interval 29 day and {{ window_end() }}
-),
-
-dense as (
-    select
-        m.merchant_id,
-        d.feature_date,
-        coalesce(a.tx_count, 0) as tx_count,
-        coalesce(a.amount_sum, 0) as amount_sum
-    from {{ ref('stg_merchants') }} as m
-    cross join days as d
-    left join activity as a
-        on a.merchant_id = m.merchant_id and a.activity_date = d.feature_date
-),
+with {{ dense_daily_grid(
+    ref('stg_merchants'), 'merchant_id', ref('int_merchant_daily_activity'), ['tx_count', 'amount_sum']
+) }},
 
 windowed as (
     select
