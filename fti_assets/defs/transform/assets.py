@@ -194,7 +194,7 @@ class FtiDbtCliResource(DbtCliResource):
     and builds a dbt adapter in-process, parsing every dbt macro (~3 s), only so that
     ``fetch_row_counts()`` / ``fetch_column_metadata()`` can query the warehouse; our assets
     call neither. The version comes from the installed dbt-core when the executable is the one
-    next to this interpreter. ``tests/unit/test_dbt_resource.py`` fails if dagster-dbt renames
+    next to this interpreter. ``tests/test_dbt_resource.py`` fails if dagster-dbt renames
     the two hooks.
     """
 
