@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -477,10 +478,25 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             workers = self.worker_processes()
-            if len(workers) == self.workers and all(map(self._store_open, workers)):
+            if (
+                len(workers) == self.workers
+                and all(map(self._store_open, workers))
+                and self._answers_ready()
+            ):
                 return
             time.sleep(0.2)
         raise TimeoutError(f"service on port {self.port} not ready within {timeout_s} s")
+
+    def _answers_ready(self) -> bool:
+        """GET /ready answers 200 (a worker opens the store before uvicorn starts listening)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", "/ready")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
 
     def _store_open(self, proc: psutil.Process) -> bool:
         with contextlib.suppress(psutil.NoSuchProcess):

@@ -499,3 +499,18 @@ def test_uvicorn_process_serves_and_flushes_the_log_on_sigterm(settings: Setting
     logs = read_inference_logs(settings.layout.inference_log_dir)
     assert logs["transaction_id"].to_list() == ["tx-1"]
     assert logs["fraud_probability"][0] == response.json()["fraud_probability"]
+
+
+def test_started_app_takes_its_long_lived_objects_out_of_gc_scans(settings: Settings) -> None:
+    import gc
+
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(settings, freeze_gc=False)) as client:
+            assert client.get("/ready").status_code == 200
+            assert gc.get_freeze_count() == 0  # embedding: the host process's collector untouched
+        with TestClient(create_app(settings)) as client:
+            assert gc.get_freeze_count() > 10_000  # libraries, model, store handles
+            assert client.post("/predict", json=BODY).status_code == 200
+    finally:
+        gc.unfreeze()

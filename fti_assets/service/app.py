@@ -37,6 +37,7 @@ request.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sqlite3
 import time
@@ -500,12 +501,15 @@ def create_app(
     log_flush_interval_s: float = 0.5,
     max_body_bytes: int = MAX_BODY_BYTES,
     fast_path: bool = True,
+    freeze_gc: bool = True,
 ) -> FastAPI:
     """The FastAPI app (``uvicorn --factory fti_assets.service.app:create_app``).
 
     ``settings`` defaults to :meth:`Settings.from_env` (FTI_DATA_DIR, FTI_ONLINE_PATH, ...).
     ``fast_path=False`` serves predictions through the FastAPI routes only (same answers, more
-    CPU per request; see :class:`PredictFastPath`).
+    CPU per request; see :class:`PredictFastPath`). ``freeze_gc`` moves every object that
+    exists once the app has started out of the garbage collector's scans (``gc.freeze``): it
+    suits a process that only serves this app; pass False when embedding the app elsewhere.
     """
     service = PredictionService(
         settings or Settings.from_env(),
@@ -517,6 +521,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
+        if freeze_gc:
+            # Everything loaded so far (libraries, model, store handles) lives as long as the
+            # process: take it out of the collector's scans. Without this each full collection
+            # walks it all and stalls requests for ~100 ms (p99.9 of 89 ms at 200 req/s).
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
