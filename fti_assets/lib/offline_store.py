@@ -8,8 +8,10 @@ in the same transaction (an ingested partition and its quarantined rows, say).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +24,33 @@ import polars as pl
 log = logging.getLogger(__name__)
 
 
+def ensure_database_file(path: str | Path) -> None:
+    """Create the DuckDB file at ``path`` atomically if it does not exist yet.
+
+    DuckDB creates a new file, then locks it, then writes its header: a second process opening
+    the path in between finds "a file that is not a valid DuckDB database" and fails (seen with ten
+    processes starting at once on a loaded machine). So a new database is built under a unique
+    temporary name and hard-linked into place; the link fails if the path exists, and the winner's
+    complete file is what everybody opens.
+    """
+    path = Path(path)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.creating")
+    try:
+        duckdb.connect(str(tmp)).close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race: its file is complete
+        except OSError as exc:  # a file system without hard links: let DuckDB create it in place
+            log.debug("cannot hard-link %s (%s); DuckDB will create %s itself", tmp, exc, path)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+
+
 def connect(
     path: str | Path, *, read_only: bool = False, timeout_s: float = 60.0
 ) -> duckdb.DuckDBPyConnection:
@@ -32,7 +61,7 @@ def connect(
     """
     path = Path(path)
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_database_file(path)
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:

@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 import duckdb
 import numpy as np
 
+from fti_assets.lib.offline_store import ensure_database_file
 from fti_assets.lib.predictor import (
     ARTIFACT_FILES,
     MODEL_FILE,
@@ -284,7 +285,7 @@ class ModelRegistry:
         self.duckdb_path = Path(duckdb_path).resolve()
         self.models_dir = Path(models_dir).resolve()
         self.lock_timeout_s = lock_timeout_s
-        self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_database_file(self.duckdb_path)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self._run(self._create_tables)
 
