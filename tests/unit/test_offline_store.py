@@ -9,7 +9,8 @@ from fti_assets.lib.offline_store import ensure_database_file
 
 def _tables(path: Path) -> list[str]:
     with duckdb.connect(str(path), read_only=True) as con:
-        return [name for (name,) in con.execute("select table_name from duckdb_tables()").fetchall()]
+        rows = con.execute("select table_name from duckdb_tables()").fetchall()
+    return [name for (name,) in rows]
 
 
 def test_new_database_file_is_created_complete_and_leaves_no_temporary_file(
@@ -33,7 +34,7 @@ def test_existing_database_is_left_untouched(tmp_path: Path) -> None:
 def test_losing_the_creation_race_keeps_the_winners_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another process creates the file after our existence check: its file wins, ours is removed."""
+    """Another process creates the file after our existence check: its file wins, ours goes."""
     path = tmp_path / "offline.duckdb"
     real_link = offline_store.os.link
 
