@@ -1,5 +1,7 @@
 """The definitions load, and the asset graph has the shape users rely on."""
 
+import dataclasses
+
 import dagster as dg
 
 from fti_assets.definitions import defs
@@ -131,3 +133,15 @@ def test_dbt_marts_match_feature_group_specs() -> None:
         assert node["config"]["alias"] == spec.table
         assert list(node["columns"]) == spec.columns
         assert node["config"]["contract"]["enforced"] is True
+
+
+def test_fraud_model_config_defaults_are_the_library_defaults() -> None:
+    """The asset's dg.Config and the library's TrainParams share one set of defaults."""
+    from fti_assets.defs.training.assets import TrainConfig, train_params
+    from fti_assets.lib.train_params import TrainParams
+
+    assert train_params(TrainConfig()) == TrainParams()
+    assert set(TrainConfig.model_fields) - {"dataset_version"} <= {
+        f.name for f in dataclasses.fields(TrainParams)
+    }
+    assert train_params(TrainConfig(early_stopping_rounds=0)).early_stopping_rounds is None

@@ -4,7 +4,6 @@ import json
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
@@ -20,10 +19,8 @@ from fti_assets.lib.datasets import (
     write_dataset,
 )
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.train_params import TrainParams
 from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
-
-if TYPE_CHECKING:
-    from fti_assets.lib.training import TrainParams
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -105,26 +102,28 @@ def fraud_training_dataset(
 MODEL_NAME = "fraud_model"
 
 
+_DEFAULT_PARAMS = TrainParams()
+
+
 class TrainConfig(dg.Config):
-    """LightGBM hyperparameters (deterministic: fixed seeds and one thread). Defaults were
-    chosen on the validation split of the default demo data (never on the test split)."""
+    """LightGBM hyperparameters (deterministic: fixed seeds and one thread). The defaults are
+    :class:`~fti_assets.lib.train_params.TrainParams`' (chosen on the validation split of the
+    default demo data, never on the test split)."""
 
     dataset_version: str | None = None  # default: the version fraud_training_dataset last wrote
-    num_leaves: int = 15
-    learning_rate: float = 0.05
-    n_estimators: int = 500
-    min_child_samples: int = 100
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
-    lambda_l2: float = 5.0
-    early_stopping_rounds: int = 50
-    seed: int = 42
-    class_weight: str = "none"  # "balanced" reweights positives (distorts probabilities)
+    num_leaves: int = _DEFAULT_PARAMS.num_leaves
+    learning_rate: float = _DEFAULT_PARAMS.learning_rate
+    n_estimators: int = _DEFAULT_PARAMS.n_estimators
+    min_child_samples: int = _DEFAULT_PARAMS.min_child_samples
+    feature_fraction: float = _DEFAULT_PARAMS.feature_fraction
+    bagging_fraction: float = _DEFAULT_PARAMS.bagging_fraction
+    lambda_l2: float = _DEFAULT_PARAMS.lambda_l2
+    early_stopping_rounds: int = _DEFAULT_PARAMS.early_stopping_rounds or 0  # 0 = no stopping
+    seed: int = _DEFAULT_PARAMS.seed
+    class_weight: str = _DEFAULT_PARAMS.class_weight  # "balanced" distorts probabilities
 
 
-def train_params(config: TrainConfig) -> "TrainParams":
-    from fti_assets.lib.training import TrainParams
-
+def train_params(config: TrainConfig) -> TrainParams:
     fields = config.model_dump(exclude={"dataset_version"})
     fields["early_stopping_rounds"] = fields["early_stopping_rounds"] or None  # 0 = no stopping
     return TrainParams(**fields)
