@@ -48,3 +48,11 @@ def test_losing_the_creation_race_keeps_the_winners_file(
 
     assert _tables(path) == ["winner"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["offline.duckdb"]
+
+
+def test_in_memory_database_creates_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ensure_database_file(":memory:")
+    assert list(tmp_path.iterdir()) == []
