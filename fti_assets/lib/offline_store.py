@@ -33,7 +33,7 @@ def ensure_database_file(path: str | Path) -> None:
     temporary name and hard-linked into place; the link fails if the path exists, and the winner's
     complete file is what everybody opens.
     """
-    if str(path) in ("", ":memory:") or str(path).startswith(":memory:"):
+    if str(path) == "" or str(path).startswith(":memory:"):
         return  # an in-memory database: no file to create
     path = Path(path)
     if path.exists():
