@@ -14,9 +14,26 @@ export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test dev serve lint fmt bench bench-quick clean
+REDIS_DIR := .redis
+REDIS_PORT ?= 6379
 
-install: $(STAMP)
+.PHONY: install redis-server demo test dev serve stream redis-up redis-down lint fmt bench \
+	bench-quick clean
+
+install: $(STAMP) redis-server
+
+# The Redis online store, event log and test fixtures need Debian's redis-server. Installed with
+# apt-get when it is missing and make runs as root; otherwise the Redis tests skip and say why.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing redis-server (Debian package)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				redis-server >/dev/null; \
+		else \
+			echo "note: redis-server is not installed and make is not root; the Redis tests" \
+				"will skip (as root: apt-get install redis-server)"; \
+		fi; }
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -42,6 +59,22 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 serve: install
 	$(BIN)/fti serve --host 127.0.0.1 --port 8000
 
+# The streaming feature pipeline: event log -> card window state -> online store (Ctrl-C stops).
+stream: install
+	$(BIN)/fti stream
+
+# A redis-server for development on 127.0.0.1:$(REDIS_PORT) (data in $(REDIS_DIR)/, append-only
+# file on). Then: FTI_ONLINE_URL=redis://127.0.0.1:$(REDIS_PORT)/0 (and FTI_EVENT_LOG_URL).
+redis-up: redis-server
+	@mkdir -p $(REDIS_DIR)
+	redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --dir $(CURDIR)/$(REDIS_DIR) \
+		--appendonly yes --pidfile $(CURDIR)/$(REDIS_DIR)/redis.pid \
+		--logfile $(CURDIR)/$(REDIS_DIR)/redis.log
+	@echo "redis on 127.0.0.1:$(REDIS_PORT); export FTI_ONLINE_URL=redis://127.0.0.1:$(REDIS_PORT)/0"
+
+redis-down:
+	redis-cli -p $(REDIS_PORT) shutdown
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -57,4 +90,5 @@ bench-quick: install
 	$(BIN)/python -m benchmarks.run --scale quick --out .bench/BENCHMARKS.quick.md
 
 clean:
-	rm -rf data .dagster_home dbt_project/target dbt_project/logs .pytest_cache .ruff_cache .bench
+	rm -rf data .dagster_home dbt_project/target dbt_project/logs .pytest_cache .ruff_cache .bench \
+		$(REDIS_DIR)

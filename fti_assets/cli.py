@@ -159,16 +159,17 @@ def features_get(
     keys: Annotated[list[str], typer.Argument(help="Entity key(s) as KEY=VALUE.")],
 ) -> None:
     """Print the online row of one entity as JSON (exit code 1 when not found)."""
-    from fti_assets.lib.online_store import NotFound, OnlineStore
+    from fti_assets.lib.online_store import NotFound, OnlineStoreError, open_online_store
 
-    path = Settings.from_env().online_path
-    if not path.exists():
-        console.print(f"[red]online store {path} does not exist yet; run `make demo` first[/red]")
-        raise typer.Exit(2)
-    with OnlineStore(path, readonly=True) as store:
+    try:
+        store = open_online_store(Settings.from_env().online_url, readonly=True)
+    except OnlineStoreError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    with store:
         try:
             result = store.get(group, dict(_parse_key(k) for k in keys))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, OnlineStoreError) as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
     if isinstance(result, NotFound):

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fti_assets.lib.settings import partition_dates
+from fti_assets.lib.store_urls import display_url
 
 
 def materialize_graph(
@@ -137,10 +138,11 @@ def run_demo(console: Console) -> dg.ExecuteInProcessResult:
         "  make dev      → Dagster UI at http://127.0.0.1:3000 (asset graph, partitions, checks, "
         "runs)\n"
         "  make serve    → prediction service at http://127.0.0.1:8000/docs\n"
+        "  make stream   → streaming card features: event log → online store, per transaction\n"
         "  fti features list | fti features get card_profile_features card_id=c0000001\n"
         "  fti datasets list | fti models list\n"
-        f"  data: {settings.data_dir} (offline store {settings.duckdb_path.name}, online store "
-        f"{settings.online_path.name}, datasets/, models/, reports/)"
+        f"  data: {settings.data_dir} (offline store {settings.duckdb_path.name}, datasets/, "
+        f"models/, reports/); online store {display_url(settings.online_url)}"
     )
     if not result.success:
         raise SystemExit(1)

@@ -11,8 +11,10 @@ import dagster as dg
 import duckdb
 
 from fti_assets.lib.offline_store import connect
+from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.settings import DataLayout, Settings
+from fti_assets.lib.store_urls import backend_of, display_url
 
 
 class OfflineStoreResource(dg.ConfigurableResource):
@@ -39,10 +41,23 @@ class DataDirResource(dg.ConfigurableResource):
         return DataLayout(Path(self.path))
 
 
-class OnlineStoreResource(dg.ConfigurableResource):
-    """The SQLite online store (FTI_ONLINE_PATH)."""
+def online_store_kind() -> str:
+    """The online store's backend ("sqlite" or "redis") as configured, for asset kinds."""
+    return backend_of(Settings.from_env().online_url, "FTI_ONLINE_URL")
 
-    path: str
+
+class OnlineStoreResource(dg.ConfigurableResource):
+    """The online store (FTI_ONLINE_URL: sqlite:///abs/path, the default, or redis://host/db)."""
+
+    url: str
+
+    def open(self, *, readonly: bool = False) -> OnlineStoreBackend:
+        return open_online_store(self.url, readonly=readonly)
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for metadata."""
+        return display_url(self.url)
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
@@ -64,8 +79,8 @@ class ModelGatesResource(dg.ConfigurableResource):
     min_slice_positives: int = 15
 
 
-def _env_or(name: str, default: Path) -> str | dg.EnvVar:
-    """Read from the env var (shown as such in the UI) when set, else the default path."""
+def _env_or(name: str, default: Path | str) -> str | dg.EnvVar:
+    """Read from the env var (shown as such in the UI) when set, else the default value."""
     return dg.EnvVar(name) if os.environ.get(name) else str(default)
 
 
@@ -76,7 +91,7 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
             path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path)
         ),
         "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
-        "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
+        "online_store": OnlineStoreResource(url=_env_or("FTI_ONLINE_URL", settings.online_url)),
         "model_gates": ModelGatesResource(),
         "model_registry": ModelRegistryResource(
             duckdb_path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path),

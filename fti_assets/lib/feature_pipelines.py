@@ -17,7 +17,7 @@ from fti_assets.lib.offline_store import (
     replace_partitions,
     table_exists,
 )
-from fti_assets.lib.online_store import NotFound, OnlineStore
+from fti_assets.lib.online_store import NotFound, OnlineStoreBackend
 from fti_assets.lib.windows import LOOKBACK, build_card_transaction_features
 
 
@@ -72,7 +72,7 @@ def latest_offline_rows(
 
 
 def online_offline_mismatches(
-    store: OnlineStore,
+    store: OnlineStoreBackend,
     con: duckdb.DuckDBPyConnection,
     spec: FeatureGroupSpec,
     sample_size: int = 200,

@@ -1,7 +1,8 @@
 """Where runtime state lives, read from environment variables with defaults under ``data/``.
 
 Dagster resources, the dbt profile, the CLI and the HTTP service all resolve paths through
-:class:`Settings`, so they agree on one offline store, one online store and one data folder.
+:class:`Settings`, so they agree on one offline store, one online store, one event log and one
+data folder.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+
+from fti_assets.lib.store_urls import sqlite_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,13 +58,30 @@ class Settings:
     data_dir: Path
     duckdb_path: Path
     online_path: Path
+    # Online store backend (FTI_ONLINE_URL): sqlite:///abs/path or redis://host:port/db. Empty:
+    # the SQLite file at online_path (FTI_ONLINE_PATH), as before the setting existed.
+    online_url: str = ""
+    # Streaming event log (FTI_EVENT_LOG_URL), the same two forms; empty: events.sqlite in data_dir.
+    event_log_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.online_url:
+            object.__setattr__(self, "online_url", sqlite_url(self.online_path))
+        if not self.event_log_url:
+            object.__setattr__(self, "event_log_url", sqlite_url(self.data_dir / "events.sqlite"))
 
     @classmethod
     def from_env(cls) -> Settings:
         data_dir = Path(os.environ.get("FTI_DATA_DIR") or PROJECT_ROOT / "data").resolve()
         duckdb_path = Path(os.environ.get("FTI_DUCKDB_PATH") or data_dir / "offline.duckdb")
         online_path = Path(os.environ.get("FTI_ONLINE_PATH") or data_dir / "online.sqlite")
-        return cls(data_dir, duckdb_path.resolve(), online_path.resolve())
+        return cls(
+            data_dir,
+            duckdb_path.resolve(),
+            online_path.resolve(),
+            os.environ.get("FTI_ONLINE_URL", ""),
+            os.environ.get("FTI_EVENT_LOG_URL", ""),
+        )
 
     @property
     def layout(self) -> DataLayout:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -64,7 +63,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fti_assets.lib.domain import CATEGORIES, CHANNELS, MAX_AMOUNT
 from fti_assets.lib.inference_log import InferenceLogger
-from fti_assets.lib.online_store import OnlineStore
+from fti_assets.lib.online_store import OnlineStoreBackend, OnlineStoreError, open_online_store
 from fti_assets.lib.serving import (
     AssembledFeatures,
     ChampionModel,
@@ -74,6 +73,7 @@ from fti_assets.lib.serving import (
     online_groups,
 )
 from fti_assets.lib.settings import Settings
+from fti_assets.lib.store_urls import display_url
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -195,7 +195,7 @@ class PredictionService:
         self.inference_log = InferenceLogger(
             settings.layout.inference_log_dir, flush_interval_s=log_flush_interval_s
         )
-        self._store: OnlineStore | None = None
+        self._store: OnlineStoreBackend | None = None
         self._assembler: FeatureAssembler | None = None
         self._store_error: str | None = None
         self._next_store_try = float("-inf")
@@ -219,15 +219,15 @@ class PredictionService:
         if now < self._next_store_try:
             return None
         self._next_store_try = now + _STORE_RETRY_S
-        path = self.settings.online_path
+        url = display_url(self.settings.online_url)
         try:
-            store = OnlineStore(path, readonly=True)
-        except (OSError, sqlite3.Error) as exc:
-            self._store_error = f"online store {path} cannot be opened: {exc}"
+            store = open_online_store(self.settings.online_url, readonly=True)
+        except OnlineStoreError as exc:
+            self._store_error = f"online store {url} cannot be opened: {exc}"
             logger.warning("%s", self._store_error)
             return None
         self._store, self._assembler, self._store_error = store, FeatureAssembler(store), None
-        logger.info("online store %s opened", path)
+        logger.info("online store %s opened", url)
         return self._assembler
 
     def _ready_model(self) -> LoadedModel:
@@ -310,16 +310,16 @@ class PredictionService:
         elif model_status["error"]:
             # The previous version still serves: ready, but say so.
             model_status["warning"] = model_status["error"]
-        store_status: dict[str, Any] = {"path": str(self.settings.online_path)}
+        store_status: dict[str, Any] = {"url": display_url(self.settings.online_url)}
         assembler = self._assembler_or_none()
         if assembler is None:
             reasons.append(self._store_error or "online store not open yet")
         else:
             try:
                 stored = {g["name"]: g for g in assembler.store.groups()}
-            except sqlite3.Error as exc:
+            except OnlineStoreError as exc:
                 stored = {}
-                reasons.append(f"online store {self.settings.online_path} does not answer: {exc}")
+                reasons.append(f"online store does not answer: {exc}")
             store_status["groups"] = {
                 name: {k: g[k] for k in ("version", "row_count", "max_event_time")}
                 for name, g in stored.items()
@@ -348,7 +348,7 @@ def _lookup(build: Callable[[], T]) -> T:
         return build()
     except KeyError as exc:  # a group missing from the store
         raise ServiceUnavailableError(str(exc.args[0]) if exc.args else str(exc)) from exc
-    except sqlite3.Error as exc:
+    except OnlineStoreError as exc:
         raise ServiceUnavailableError(f"online store error: {exc}") from exc
 
 
@@ -505,7 +505,7 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app (``uvicorn --factory fti_assets.service.app:create_app``).
 
-    ``settings`` defaults to :meth:`Settings.from_env` (FTI_DATA_DIR, FTI_ONLINE_PATH, ...).
+    ``settings`` defaults to :meth:`Settings.from_env` (FTI_DATA_DIR, FTI_ONLINE_URL, ...).
     ``fast_path=False`` serves predictions through the FastAPI routes only (same answers, more
     CPU per request; see :class:`PredictFastPath`). ``freeze_gc`` moves every object that
     exists once the app has started out of the garbage collector's scans (``gc.freeze``): it
@@ -536,7 +536,7 @@ def create_app(
         title="FTI fraud prediction service",
         description=(
             "Scores card transactions with the champion fraud model on online features "
-            "(SQLite online store) plus on-demand features."
+            "(SQLite or Redis online store) plus on-demand features."
         ),
         version="1",
         lifespan=lifespan,
