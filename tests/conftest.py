@@ -68,3 +68,11 @@ def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == SQLITE:
         return sqlite_url(tmp_path / "online.sqlite")
     return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture(params=[SQLITE, REDIS])
+def event_log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An ``FTI_EVENT_LOG_URL`` of each backend: a new SQLite file path, an emptied Redis."""
+    if request.param == SQLITE:
+        return sqlite_url(tmp_path / "events.sqlite")
+    return request.getfixturevalue("redis_url")

@@ -77,6 +77,14 @@ class StreamFencedError(OnlineStoreError):
     its events twice, so it is refused and nothing of it is written.
     """
 
+    @classmethod
+    def for_offsets(cls, consumer: str, stored: int, expected: int) -> StreamFencedError:
+        return cls(
+            f"stream consumer {consumer!r}: the store holds offset {stored}, but this batch "
+            f"starts from offset {expected}; another consumer with the same name is running "
+            "(stop it, or give this one another --consumer name)"
+        )
+
 
 class StateEntry(NamedTuple):
     """One event kept in a streaming consumer's window state, persisted with its commit."""

@@ -299,10 +299,6 @@ class RedisOnlineStore:
             raise OnlineStoreUnavailableError(
                 f"online store {self._display}: cannot {action}: {exc}"
             ) from exc
-        except ResponseError as exc:
-            if str(exc).startswith(_FENCED):
-                raise StreamFencedError(f"online store {self._display}: {exc}") from exc
-            raise OnlineStoreError(f"online store {self._display}: {action} failed: {exc}") from exc
         except RedisError as exc:
             raise OnlineStoreError(f"online store {self._display}: {action} failed: {exc}") from exc
 
@@ -451,14 +447,26 @@ class RedisOnlineStore:
         ]
         with self._errors("commit"):
             try:
-                self._commit(keys=keys, args=args)
+                self._run_commit(commit, keys, args)
             except ResponseError as exc:
                 if not str(exc).startswith(_VERSION_MOVED):
                     raise
                 # The group version is not (yet) current: register it (refused if the store
                 # already serves a newer one), then commit.
                 self._register(spec, schema)
-                self._commit(keys=keys, args=args)
+                self._run_commit(commit, keys, args)
+
+    def _run_commit(self, commit: StreamCommit, keys: list[str], args: list[Any]) -> None:
+        try:
+            self._commit(keys=keys, args=args)
+        except ResponseError as exc:
+            message = str(exc)
+            if message.startswith(_FENCED):
+                stored = int(message.rsplit(" ", 1)[1])
+                raise StreamFencedError.for_offsets(
+                    commit.consumer, stored, commit.expected_offset
+                ) from exc
+            raise
 
     def _register(self, spec: FeatureGroupSpec, schema: GroupSchema | None) -> None:
         if schema is None:  # a batch without rows: its group version only needs to exist

@@ -657,11 +657,7 @@ def _check_offset(con: sqlite3.Connection, commit: StreamCommit) -> None:
     ).fetchone()
     stored = 0 if row is None else row[0]
     if stored != commit.expected_offset:
-        raise StreamFencedError(
-            f"stream consumer {commit.consumer!r}: the store holds offset {stored}, but this "
-            f"batch starts from offset {commit.expected_offset}; another consumer with the same "
-            f"name is running (stop it, or give this one another --consumer name)"
-        )
+        raise StreamFencedError.for_offsets(commit.consumer, stored, commit.expected_offset)
 
 
 def _count_existing(con: sqlite3.Connection, schema: GroupSchema, latest: pl.DataFrame) -> int:
