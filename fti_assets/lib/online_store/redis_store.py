@@ -640,7 +640,8 @@ class RedisOnlineStore:
     def latest(self, group: str, version: int | None = None) -> pl.DataFrame:
         """Every stored row of ``group`` (its current version unless ``version`` is given).
 
-        Read with HSCAN: rows written while it runs may or may not be in the result.
+        Read with HSCAN: rows written while it runs may or may not be in the result. Sorted
+        by the entity keys.
         """
         with self._errors("read"):
             current = self._reader(group)
@@ -659,7 +660,9 @@ class RedisOnlineStore:
                 if page:
                     rows = [reader.row_of_field(f, v) for f, v in page.items()]
                     frames.append(rows_to_frame(schema, rows))
-        return pl.concat(frames) if frames else rows_to_frame(schema, [])
+        # Sorted by key, as the SQLite backend returns them (its primary-key order).
+        frame = pl.concat(frames) if frames else rows_to_frame(schema, [])
+        return frame.sort(list(schema.entity_keys))
 
     # -- streaming checkpoints --------------------------------------------------------------
 
