@@ -76,3 +76,12 @@ def event_log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == SQLITE:
         return sqlite_url(tmp_path / "events.sqlite")
     return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture(params=[SQLITE, REDIS])
+def stream_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(FTI_ONLINE_URL, FTI_EVENT_LOG_URL) of the streaming pipeline, both on one backend."""
+    if request.param == SQLITE:
+        return sqlite_url(tmp_path / "online.sqlite"), sqlite_url(tmp_path / "events.sqlite")
+    url = request.getfixturevalue("redis_url")
+    return url, url

@@ -6,8 +6,9 @@ Endpoints:
 * ``POST /predict/batch`` — ``{"transactions": [...]}`` (1 to :data:`MAX_BATCH`) →
   ``{"predictions": [...]}``, in request order, with one online-store query per group;
 * ``GET /health`` — liveness: 200 while the process runs;
-* ``GET /ready`` — readiness: 200 only when a model is loaded and the online store answers with
-  every online feature group at the version the code expects; otherwise 503 with the reasons;
+* ``GET /ready`` — readiness: 200 only when a model is loaded, the online store answers with
+  every online feature group at the version the code expects and the event log answers;
+  otherwise 503 with the reasons;
 * ``POST /admin/reload`` — re-read the champion alias now (no authentication: the service binds
   to 127.0.0.1 by default; put it behind a proxy that guards ``/admin`` before exposing it);
 * ``/openapi.json`` and ``/docs``.
@@ -24,9 +25,14 @@ column is a client bug better reported than ignored) or ill-typed field, a non-f
 out-of-range number, a ``transaction_time`` that is not an ISO 8601 string with a time zone,
 an unknown category/channel or malformed JSON gets a 422 whose ``detail`` names each bad
 field; a body over ``max_body_bytes`` (Content-Length or counted while streaming) a 413; an
-unknown route a 404. No model or no online store: 503 with the reason.
+unknown route a 404. No model, no online store or no event log: 503 with the reason.
 
-Every prediction is queued to the :class:`~fti_assets.lib.inference_log.InferenceLogger` (no I/O
+Every scored transaction is appended to the event log (``FTI_EVENT_LOG_URL``) before its
+response is sent, so the streaming pipeline (``fti stream``) can apply it to the card's window
+features before the card's next transaction; if the append fails the answer is a 503, never a
+200 for a transaction the log lacks. The features are read before the append: a pipeline fast
+enough to apply the transaction first must not turn its own card row into a "stale" one. Every
+prediction is also queued to the :class:`~fti_assets.lib.inference_log.InferenceLogger` (no I/O
 on the request path) and flushed on shutdown. Handlers are ``async`` and do their few hundred
 microseconds of CPU work on the event loop (online lookups, on-demand features, one LightGBM
 row): a thread-pool hop would cost more than it saves. Valid prediction requests skip
@@ -74,6 +80,8 @@ from fti_assets.lib.serving import (
 )
 from fti_assets.lib.settings import Settings
 from fti_assets.lib.store_urls import display_url
+from fti_assets.lib.streaming.event_log import EventLog, EventLogError, open_event_log
+from fti_assets.lib.streaming.events import encode_transaction
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -174,7 +182,8 @@ class ServiceUnavailableError(Exception):
 
 
 class PredictionService:
-    """State of one worker process: the champion, the online store and the inference log."""
+    """State of one worker process: the champion, the online store, the event log and the
+    inference log."""
 
     def __init__(
         self,
@@ -199,6 +208,9 @@ class PredictionService:
         self._assembler: FeatureAssembler | None = None
         self._store_error: str | None = None
         self._next_store_try = float("-inf")
+        self._event_log: EventLog | None = None
+        self._event_log_error: str | None = None
+        self._next_event_log_try = float("-inf")
 
     # -- dependencies -----------------------------------------------------------------------
 
@@ -206,11 +218,42 @@ class PredictionService:
         """Load the champion and open the online store up front (errors are only logged)."""
         self.model.get()
         self._assembler_or_none()
+        self._event_log_or_none()
 
     def close(self) -> None:
         self.inference_log.close()
         if self._store is not None:
             self._store.close()
+        if self._event_log is not None:
+            self._event_log.close()
+
+    def _event_log_or_none(self) -> EventLog | None:
+        if self._event_log is not None:
+            return self._event_log
+        now = time.monotonic()
+        if now < self._next_event_log_try:
+            return None
+        self._next_event_log_try = now + _STORE_RETRY_S
+        url = display_url(self.settings.event_log_url)
+        try:
+            self._event_log = open_event_log(self.settings.event_log_url)
+        except EventLogError as exc:
+            self._event_log_error = f"event log {url} cannot be opened: {exc}"
+            logger.warning("%s", self._event_log_error)
+            return None
+        self._event_log_error = None
+        logger.info("event log %s opened", url)
+        return self._event_log
+
+    def _append_events(self, fields: Sequence[dict[str, Any]]) -> None:
+        """Append the scored transactions to the event log; a 503 if that is impossible."""
+        log = self._event_log_or_none()
+        if log is None:
+            raise ServiceUnavailableError(self._event_log_error or "event log not open yet")
+        try:
+            log.append([encode_transaction(f) for f in fields])
+        except EventLogError as exc:
+            raise ServiceUnavailableError(f"event log error: {exc}") from exc
 
     def _assembler_or_none(self) -> FeatureAssembler | None:
         if self._assembler is not None:
@@ -250,6 +293,7 @@ class PredictionService:
         fields = request.model_dump()
         assembled = _lookup(lambda: self._ready_assembler().vector(fields))
         probability = model.predictor.predict_one(assembled.values)
+        self._append_events([fields])
         latency_ms = (time.perf_counter() - started) * 1000.0
         return self._finish(fields, assembled, model, probability, latency_ms)
 
@@ -260,6 +304,7 @@ class PredictionService:
         vectors = _lookup(lambda: self._ready_assembler().vectors(fields))
         predict_one = model.predictor.predict_one
         probabilities = [predict_one(v.values) for v in vectors]
+        self._append_events(fields)
         # Each record carries the batch's mean latency per transaction.
         latency_ms = (time.perf_counter() - started) * 1000.0 / len(requests)
         return [
@@ -333,12 +378,22 @@ class PredictionService:
                         f"online store serves {spec.name!r} version {group['version']}; "
                         f"the service expects version {spec.version}"
                     )
+        log_status: dict[str, Any] = {"url": display_url(self.settings.event_log_url)}
+        log = self._event_log_or_none()
+        if log is None:
+            reasons.append(self._event_log_error or "event log not open yet")
+        else:
+            try:
+                log_status["end_offset"] = log.end_offset()
+            except EventLogError as exc:
+                reasons.append(f"event log does not answer: {exc}")
         ready = not reasons
         return ready, {
             "ready": ready,
             "reasons": reasons,
             "model": model_status,
             "online_store": store_status,
+            "event_log": log_status,
         }
 
 
@@ -550,7 +605,7 @@ def create_app(
     errors: dict[int | str, dict[str, Any]] = {
         413: {"model": ErrorResponse, "description": "Body larger than the limit"},
         422: {"model": ErrorResponse, "description": "Invalid request; names the fields"},
-        503: {"model": ErrorResponse, "description": "No model or no online store"},
+        503: {"model": ErrorResponse, "description": "No model, online store or event log"},
     }
 
     @app.post("/predict", response_model=PredictionResponse, responses=errors)

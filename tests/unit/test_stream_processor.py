@@ -24,7 +24,7 @@ from fti_assets.lib.online_store import (
     StreamFencedError,
     open_online_store,
 )
-from fti_assets.lib.store_urls import REDIS, SQLITE, sqlite_url
+from fti_assets.lib.store_urls import sqlite_url
 from fti_assets.lib.streaming.bootstrap import bootstrap_transactions
 from fti_assets.lib.streaming.event_log import EventLog, open_event_log
 from fti_assets.lib.streaming.events import encode_transaction
@@ -44,24 +44,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(f) for f in files]).sort("transaction_time", "transaction_id")
 
 
-@pytest.fixture(params=[SQLITE, REDIS])
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """(FTI_ONLINE_URL, FTI_EVENT_LOG_URL), both on the same backend."""
-    if request.param == SQLITE:
-        return sqlite_url(tmp_path / "online.sqlite"), sqlite_url(tmp_path / "events.sqlite")
-    url = request.getfixturevalue("redis_url")
-    return url, url
-
-
 @pytest.fixture
-def log(urls: tuple[str, str]) -> Iterator[EventLog]:
-    with open_event_log(urls[1]) as opened:
+def log(stream_urls: tuple[str, str]) -> Iterator[EventLog]:
+    with open_event_log(stream_urls[1]) as opened:
         yield opened
 
 
 @pytest.fixture
-def store(urls: tuple[str, str]) -> Iterator[OnlineStoreBackend]:
-    with open_online_store(urls[0]) as opened:
+def store(stream_urls: tuple[str, str]) -> Iterator[OnlineStoreBackend]:
+    with open_online_store(stream_urls[0]) as opened:
         yield opened
 
 
@@ -168,9 +159,12 @@ def test_duplicate_late_and_invalid_events_are_counted_and_never_dropped_silentl
 
 
 def test_a_crash_before_a_commit_applies_no_event_twice(
-    world: pl.DataFrame, urls: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: pl.DataFrame,
+    stream_urls: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    online_url, log_url = urls
+    online_url, log_url = stream_urls
     with open_event_log(log_url) as log:
         log.append(payloads(world))
     config = StreamConfig(max_batch=300, lateness=timedelta(minutes=5))
