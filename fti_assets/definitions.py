@@ -6,6 +6,8 @@ from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
 from fti_assets.defs.inference import assets as inference_assets
 from fti_assets.defs.ingest import assets as ingest_assets
+from fti_assets.defs.streaming import assets as streaming_assets
+from fti_assets.defs.streaming import sensors as streaming_sensors
 from fti_assets.defs.training import assets as training_assets
 from fti_assets.defs.training import checks as training_checks
 from fti_assets.defs.transform import assets as transform_assets
@@ -24,6 +26,7 @@ defs = dg.Definitions(
         training_assets.fraud_model_champion,
         inference_assets.fraud_predictions,
         inference_assets.inference_log,
+        *streaming_assets.streaming_assets,
     ],
     asset_checks=[
         *feature_checks.feature_contract_checks,
@@ -31,6 +34,7 @@ defs = dg.Definitions(
         training_checks.training_dataset_has_no_leakage,
         training_checks.fraud_model_gates,
     ],
+    sensors=[streaming_sensors.streaming_pipeline_sensor],
     resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
     # Runs launched from the UI or a schedule execute each step in its own process. Forking those
     # from a server that imported these definitions once per run (forkserver), instead of

@@ -15,6 +15,7 @@ from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.settings import DataLayout, Settings
 from fti_assets.lib.store_urls import backend_of, display_url
+from fti_assets.lib.streaming.event_log import EventLog, open_event_log
 
 
 class OfflineStoreResource(dg.ConfigurableResource):
@@ -46,6 +47,11 @@ def online_store_kind() -> str:
     return backend_of(Settings.from_env().online_url, "FTI_ONLINE_URL")
 
 
+def event_log_kind() -> str:
+    """The event log's backend ("sqlite" or "redis") as configured, for asset kinds."""
+    return backend_of(Settings.from_env().event_log_url, "FTI_EVENT_LOG_URL")
+
+
 class OnlineStoreResource(dg.ConfigurableResource):
     """The online store (FTI_ONLINE_URL: sqlite:///abs/path, the default, or redis://host/db)."""
 
@@ -53,6 +59,20 @@ class OnlineStoreResource(dg.ConfigurableResource):
 
     def open(self, *, readonly: bool = False) -> OnlineStoreBackend:
         return open_online_store(self.url, readonly=readonly)
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for metadata."""
+        return display_url(self.url)
+
+
+class EventLogResource(dg.ConfigurableResource):
+    """The streaming event log (FTI_EVENT_LOG_URL: sqlite:///abs/path, the default, or redis://)."""
+
+    url: str
+
+    def open(self, *, readonly: bool = False) -> EventLog:
+        return open_event_log(self.url, readonly=readonly)
 
     @property
     def display_url(self) -> str:
@@ -92,6 +112,7 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
         ),
         "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
         "online_store": OnlineStoreResource(url=_env_or("FTI_ONLINE_URL", settings.online_url)),
+        "event_log": EventLogResource(url=_env_or("FTI_EVENT_LOG_URL", settings.event_log_url)),
         "model_gates": ModelGatesResource(),
         "model_registry": ModelRegistryResource(
             duckdb_path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path),

@@ -46,6 +46,9 @@ def test_asset_graph_snapshot() -> None:
         "fraud_model_evaluation": "training",
         "fraud_model_champion": "training",
         "fraud_predictions": "inference",
+        "transaction_event_log": "streaming",
+        "streaming_card_features": "streaming",
+        "prediction_service": "streaming",
         **{k: v for k, v in groups.items() if k.startswith(("inference_log", "feature_drift"))},
     }
 
