@@ -48,6 +48,8 @@ _PRUNE_AFTER = 16
 APPLIED = "applied"
 DUPLICATE = "duplicate"
 LATE = "late"
+_APPLIED: tuple[str, None] = (APPLIED, None)
+_DUPLICATE: tuple[str, None] = (DUPLICATE, None)
 
 # -- the plan, derived once from the declarations ------------------------------------------------
 
@@ -59,37 +61,61 @@ _CENTS = tuple(c for c in VALUE_COLUMNS if c in CENTS_COLUMNS)
 _CENTS_INDEX = {name: i for i, name in enumerate(_CENTS)}
 
 
+_COUNT, _CENTS_SUM, _CENTS_MEAN, _CENTS_STD, _EXTREME, _SCAN = range(6)
+
+
 class _Feature(NamedTuple):
     name: str
     agg: str
+    kind: int  # how it is computed: one of _COUNT ... _SCAN
     window: int  # index into WINDOWS_US
     column: int  # index into VALUE_COLUMNS (-1 for count)
-    cents: int  # index into _CENTS when the column is summed as cents, else -1
+    slot: int  # index of its running sums (cents kinds) or of its extreme (max/min), else -1
+
+
+# Running sums: per window and cents column, three ints (values, sum of cents, sum of squares),
+# laid out flat: slot = window * len(_CENTS) + cents column; its ints at 3 * slot.
+_N_CENTS = len(_CENTS)
+# Extremes kept per window: (window, column, is_max) for every max/min feature.
+_EXTREMES = tuple(
+    dict.fromkeys(
+        (WINDOWS_US.index(f.window // _US), _COLUMN_INDEX[f.column], f.agg == "max")
+        for f in CARD_WINDOW_FEATURES
+        if f.agg in ("max", "min")
+    )
+)
+_EXTREMES_BY_WINDOW = tuple(
+    tuple(
+        (slot, column, is_max) for slot, (w, column, is_max) in enumerate(_EXTREMES) if w == window
+    )
+    for window in range(len(WINDOWS_US))
+)
 
 
 def _plan() -> tuple[_Feature, ...]:
     features = []
     for f in CARD_WINDOW_FEATURES:
-        column = -1 if f.agg == "count" else _COLUMN_INDEX[f.column]
-        as_cents = f.agg in ("sum", "mean", "std") and f.column in _CENTS_INDEX
-        features.append(
-            _Feature(
-                f.name,
-                f.agg,
-                WINDOWS_US.index(f.window // _US),
-                column,
-                _CENTS_INDEX[f.column] if as_cents else -1,
-            )
-        )
+        window = WINDOWS_US.index(f.window // _US)
+        if f.agg == "count":
+            features.append(_Feature(f.name, f.agg, _COUNT, window, -1, -1))
+            continue
+        column = _COLUMN_INDEX[f.column]
+        if f.agg in ("max", "min"):
+            slot = _EXTREMES.index((window, column, f.agg == "max"))
+            features.append(_Feature(f.name, f.agg, _EXTREME, window, column, slot))
+        elif f.column in _CENTS_INDEX:
+            kind = {"sum": _CENTS_SUM, "mean": _CENTS_MEAN, "std": _CENTS_STD}[f.agg]
+            slot = window * _N_CENTS + _CENTS_INDEX[f.column]
+            features.append(_Feature(f.name, f.agg, kind, window, column, slot))
+        else:  # a float column without running sums: computed from the window's entries
+            features.append(_Feature(f.name, f.agg, _SCAN, window, column, -1))
     return tuple(features)
 
 
 _FEATURES = _plan()
-# Extremes kept per window: (window, column, agg) for every max/min feature.
-_EXTREMES = tuple(
-    dict.fromkeys((f.window, f.column, f.agg) for f in _FEATURES if f.agg in ("max", "min"))
-)
 _LAST_VALUES = tuple((f.name, _COLUMN_INDEX[f.column]) for f in CARD_LAST_VALUE_FEATURES)
+_N_WINDOWS = len(WINDOWS_US)
+_CENTS_POSITIONS = tuple(_COLUMN_INDEX[c] for c in _CENTS)
 
 
 class _Entry(NamedTuple):
@@ -99,12 +125,13 @@ class _Entry(NamedTuple):
     cents: tuple[int | None, ...]
 
 
+# Builds an _Entry without NamedTuple's Python-level __new__ (one per event).
+_new_entry = tuple.__new__
+
+
 def _cents_of(values: tuple[Any, ...]) -> tuple[int | None, ...]:
     # round() is half to even, as Polars' round() in the batch path.
-    return tuple(
-        None if values[_COLUMN_INDEX[c]] is None else round(values[_COLUMN_INDEX[c]] * 100)
-        for c in _CENTS
-    )
+    return tuple([None if values[i] is None else round(values[i] * 100) for i in _CENTS_POSITIONS])
 
 
 class CardWindows:
@@ -116,11 +143,11 @@ class CardWindows:
         self.card_id = card_id
         self.entries: list[_Entry] = []  # sorted by (time_us, transaction_id)
         self._ids: dict[str, int] = {}  # transaction id -> time_us, of the entries
-        self._starts = [0] * len(WINDOWS_US)  # first entry inside each window
-        # Per window, per cents column: [non-null values, sum of cents, sum of squared cents].
-        self._sums = [[[0, 0, 0] for _ in _CENTS] for _ in WINDOWS_US]
-        self._extremes: dict[tuple[int, int, str], Any] = dict.fromkeys(_EXTREMES)
-        self._dirty: set[tuple[int, int, str]] = set()
+        self._starts = [0] * _N_WINDOWS  # first entry inside each window
+        self._sums = [0] * (3 * _N_WINDOWS * _N_CENTS)
+        self._extremes: list[Any] = [None] * len(_EXTREMES)
+        # An extreme whose value left its window: recomputed when a row needs it.
+        self._dirty = [False] * len(_EXTREMES)
 
     @property
     def latest_us(self) -> int | None:
@@ -136,15 +163,17 @@ class CardWindows:
 
         Returns the time up to which entries were dropped from the front (None: none were).
         """
-        entry = _Entry(tx.time_us, tx.transaction_id, tx.values, _cents_of(tx.values))
+        entry = _new_entry(_Entry, (tx.time_us, tx.transaction_id, tx.values, _cents_of(tx.values)))
         entries = self.entries
-        if not entries or (entry.time_us, entry.transaction_id) > entries[-1][:2]:
-            previous = entries[-1].time_us if entries else None
+        last = entries[-1] if entries else None
+        if last is None or entry.time_us > last.time_us:
             entries.append(entry)
-            for window in range(len(WINDOWS_US)):
-                self._enter(window, entry)
-            if previous is not None and entry.time_us > previous:
+            self._enter_every_window(entry)
+            if last is not None:
                 self._slide(entry.time_us)
+        elif entry.time_us == last.time_us and entry.transaction_id > last.transaction_id:
+            entries.append(entry)  # the same instant: no window moves
+            self._enter_every_window(entry)
         else:
             self._insert(entry)
         self._ids[entry.transaction_id] = entry.time_us
@@ -160,31 +189,51 @@ class CardWindows:
             else:
                 self._starts[window] += 1  # before the window: it shifts the start
 
-    def _enter(self, window: int, entry: _Entry) -> None:
-        for sums, c in zip(self._sums[window], entry.cents, strict=True):
+    def _enter_every_window(self, entry: _Entry) -> None:
+        """:meth:`_enter` for every window at once (the common, in-order case)."""
+        sums = self._sums
+        for base in range(0, len(sums), 3):
+            c = entry.cents[(base // 3) % _N_CENTS]
             if c is not None:
-                sums[0] += 1
-                sums[1] += c
-                sums[2] += c * c
-        for key in _EXTREMES:
-            if key[0] != window or key in self._dirty:
+                sums[base] += 1
+                sums[base + 1] += c
+                sums[base + 2] += c * c
+        values, extremes, dirty = entry.values, self._extremes, self._dirty
+        for slot, (_, column, is_max) in enumerate(_EXTREMES):
+            value = values[column]
+            if value is None or dirty[slot]:
                 continue
-            value = entry.values[key[1]]
-            if value is None:
+            current = extremes[slot]
+            if current is None or (value > current if is_max else value < current):
+                extremes[slot] = value
+
+    def _enter(self, window: int, entry: _Entry) -> None:
+        sums, base = self._sums, 3 * window * _N_CENTS
+        for c in entry.cents:
+            if c is not None:
+                sums[base] += 1
+                sums[base + 1] += c
+                sums[base + 2] += c * c
+            base += 3
+        for slot, column, is_max in _EXTREMES_BY_WINDOW[window]:
+            value = entry.values[column]
+            if value is None or self._dirty[slot]:
                 continue
-            current = self._extremes[key]
-            if current is None or (value > current if key[2] == "max" else value < current):
-                self._extremes[key] = value
+            current = self._extremes[slot]
+            if current is None or (value > current if is_max else value < current):
+                self._extremes[slot] = value
 
     def _leave(self, window: int, entry: _Entry) -> None:
-        for sums, c in zip(self._sums[window], entry.cents, strict=True):
+        sums, base = self._sums, 3 * window * _N_CENTS
+        for c in entry.cents:
             if c is not None:
-                sums[0] -= 1
-                sums[1] -= c
-                sums[2] -= c * c
-        for key in _EXTREMES:
-            if key[0] == window and entry.values[key[1]] == self._extremes[key]:
-                self._dirty.add(key)  # the extreme left: recompute it when a row needs it
+                sums[base] -= 1
+                sums[base + 1] -= c
+                sums[base + 2] -= c * c
+            base += 3
+        for slot, column, _ in _EXTREMES_BY_WINDOW[window]:
+            if entry.values[column] == self._extremes[slot]:
+                self._dirty[slot] = True
 
     def _slide(self, latest: int) -> None:
         entries, starts = self.entries, self._starts
@@ -215,39 +264,31 @@ class CardWindows:
             raise ValueError(f"card {self.card_id!r} has no transaction yet")
         latest = entries[-1]
         row: dict[str, Any] = {CARD_ID: self.card_id, EVENT_TIME: from_us(latest.time_us)}
+        n_entries, starts, sums = len(entries), self._starts, self._sums
         for feature in _FEATURES:
-            row[feature.name] = self._value(feature)
-        gap = latest.time_us - entries[-2].time_us if len(entries) > 1 else LOOKBACK_US
+            name, _, kind, window, _, slot = feature
+            if kind == _COUNT:
+                row[name] = n_entries - starts[window]
+            elif kind == _EXTREME:
+                row[name] = self._extreme(feature)
+            elif kind == _SCAN:
+                row[name] = self._scan(feature)
+            else:
+                i = 3 * slot
+                row[name] = _from_cents(kind, sums[i], sums[i + 1], sums[i + 2])
+        gap = latest.time_us - entries[-2].time_us if n_entries > 1 else LOOKBACK_US
         # As the batch path: float microseconds times 1e-6, null from the lookback on.
         row[PREV_TX_GAP_SECONDS] = float(gap) * 1e-6 if gap < LOOKBACK_US else None
         for name, column in _LAST_VALUES:
             row[name] = latest.values[column]
         return row
 
-    def _value(self, feature: _Feature) -> Any:
-        start = self._starts[feature.window]
-        if feature.agg == "count":
-            return len(self.entries) - start
-        if feature.cents >= 0:
-            n, total, squares = self._sums[feature.window][feature.cents]
-            if feature.agg == "sum":
-                return float(total) * 0.01
-            if n == 0:
-                return None
-            if feature.agg == "mean":
-                return float(total) / float(n) * 0.01
-            if n < 2:  # std: sample standard deviation
-                return None
-            size = float(n)
-            variance = (size * float(squares) - float(total) * float(total)) / (size * (size - 1.0))
-            return math.sqrt(max(variance * 1e-4, 0.0))
-        if feature.agg in ("max", "min"):
-            key = (feature.window, feature.column, feature.agg)
-            if key in self._dirty:
-                self._dirty.discard(key)
-                self._extremes[key] = self._scan(feature)
-            return self._extremes[key]
-        return self._scan(feature)
+    def _extreme(self, feature: _Feature) -> Any:
+        slot = feature.slot
+        if self._dirty[slot]:
+            self._dirty[slot] = False
+            self._extremes[slot] = self._scan(feature)
+        return self._extremes[slot]
 
     def _scan(self, feature: _Feature) -> Any:
         """The feature computed from the window's entries (extremes, non-cents sums)."""
@@ -261,6 +302,21 @@ class CardWindows:
         if feature.agg == "min":
             return min(values, default=None)
         return aggregate(feature.agg, values)
+
+
+def _from_cents(kind: int, n: int, total: int, squares: int) -> float | None:
+    """A money sum, mean or sample std from integer cents, with the batch path's arithmetic."""
+    if kind == _CENTS_SUM:
+        return float(total) * 0.01
+    if n == 0:
+        return None
+    if kind == _CENTS_MEAN:
+        return float(total) / float(n) * 0.01
+    if n < 2:
+        return None
+    size = float(n)
+    variance = (size * float(squares) - float(total) * float(total)) / (size * (size - 1.0))
+    return math.sqrt(max(variance * 1e-4, 0.0))
 
 
 class CardStates:
@@ -291,11 +347,11 @@ class CardStates:
     def apply(self, tx: Transaction) -> tuple[str, str | None]:
         """Apply one event: (:data:`APPLIED`, None), (:data:`DUPLICATE`, None) or
         (:data:`LATE`, the reason)."""
-        card = self._card(tx.card_id)
-        latest = card.latest_us
-        if latest is not None:
+        card = self.cards.get(tx.card_id) or self._card(tx.card_id)
+        if card.entries:
+            latest = card.entries[-1].time_us
             if card.holds(tx.transaction_id):
-                return DUPLICATE, None
+                return _DUPLICATE
             if tx.time_us < latest - self.lateness_us:
                 late_by = from_us(latest) - from_us(tx.time_us)
                 return LATE, (
@@ -304,7 +360,7 @@ class CardStates:
                     f"allowed lateness {timedelta(microseconds=self.lateness_us)}"
                 )
         self._add(card, tx)
-        return APPLIED, None
+        return _APPLIED
 
     def row(self, card_id: str) -> dict[str, Any]:
         return self.cards[card_id].row()
