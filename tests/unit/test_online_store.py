@@ -6,6 +6,7 @@ and a real redis-server (skipped, saying why, when redis-server is not installed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import random
@@ -30,6 +31,7 @@ from fti_assets.lib.online_store import (
     OnlineStoreBackend,
     OnlineStoreLayoutError,
     OnlineStoreUnavailableError,
+    StreamCommit,
     WriteResult,
     open_online_store,
 )
@@ -746,3 +748,35 @@ def test_a_group_written_with_the_old_layout_is_refused_until_rewritten(online_u
         assert amounts(writer.get_many("card_profile", [1, 2])) == [None, 2.0]
     with open_online_store(online_url, readonly=True) as reader:
         assert reader.get("card_profile", 2).features["amount_mean"] == 2.0
+
+
+def test_rows_of_a_stream_commit_read_back_as_the_same_rows_written_in_a_batch(
+    store: OnlineStoreBackend,
+) -> None:
+    frame = every_dtype_frame()
+    streamed = dataclasses.replace(EVERY_DTYPE, name="every_dtype_streamed")
+    keys = frame["merchant_id"].to_list()
+    store.write_group(EVERY_DTYPE, frame)
+
+    store.commit_stream(StreamCommit("c", 0, 1, streamed, frame.to_dicts(), counters={"events": 1}))
+
+    batch, stream = store.get_many("every_dtype", keys), store.get_many(streamed.name, keys)
+    assert [(r.event_time, r.features) for r in stream] == [
+        (r.event_time, r.features) for r in batch
+    ]
+    assert stream[1].features["score"] == float("inf")
+    assert store.latest(streamed.name).equals(store.latest("every_dtype"))
+    (meta,) = [g for g in store.groups() if g["name"] == streamed.name]
+    assert (meta["row_count"], meta["max_event_time"]) == (5, T0 + timedelta(seconds=1))
+
+
+def test_a_stream_commit_with_a_bad_value_writes_nothing(store: OnlineStoreBackend) -> None:
+    row = every_dtype_frame().to_dicts()[0]
+
+    with pytest.raises(ValueError, match="count='x' \\(str\\) is not a int64"):
+        store.commit_stream(
+            StreamCommit("c", 0, 1, EVERY_DTYPE, [{**row, "count": "x"}], counters={"events": 1})
+        )
+    assert store.stream_checkpoint("c") is None
+    with pytest.raises(KeyError, match="every_dtype"):
+        store.get("every_dtype", "plain")

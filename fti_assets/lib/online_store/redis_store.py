@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -63,9 +63,10 @@ from fti_assets.lib.online_store.codec import (
     from_us,
     latest_per_entity,
     now_us,
+    pack_rows,
     rows_to_frame,
     schema_for,
-    schema_for_rows,
+    schema_for_row,
 )
 from fti_assets.lib.store_urls import display_url
 
@@ -239,19 +240,26 @@ def _field_codec(
     return (lambda key: key.encode()), (lambda f: f.decode())
 
 
+def _hash_entries(
+    schema: GroupSchema, rows: Iterable[tuple[Any, ...]]
+) -> list[tuple[bytes, bytes, int]]:
+    """(field, value, event_time_us) of stored tuples (keys, event time, packed values)."""
+    encode, _ = _field_codec(schema)
+    n_keys = len(schema.entity_keys)
+    entries = []
+    for row in rows:
+        key = row[0] if n_keys == 1 else row[:n_keys]
+        event_us, packed = row[n_keys], row[n_keys + 1]
+        entries.append((encode(key), b"%d|%s" % (event_us, packed), event_us))
+    return entries
+
+
 def _pack_rows(
     schema: GroupSchema, latest: pl.DataFrame
 ) -> Iterator[list[tuple[bytes, bytes, int]]]:
-    """(field, value, event_time_us) of each row of ``latest``, in chunks of _CHUNK_ROWS."""
-    encode, _ = _field_codec(schema)
-    n_keys = len(schema.entity_keys)
+    """:func:`_hash_entries` of a frame from ``latest_per_entity``, in chunks of _CHUNK_ROWS."""
     for part in latest.iter_slices(_CHUNK_ROWS):
-        chunk = []
-        for row in part.iter_rows():
-            key = row[0] if n_keys == 1 else row[:n_keys]
-            event_us, packed = row[n_keys], row[n_keys + 1]
-            chunk.append((encode(key), b"%d|%s" % (event_us, packed), event_us))
-        yield chunk
+        yield _hash_entries(schema, part.iter_rows())
 
 
 def _flat(triples: Sequence[tuple[bytes, bytes, int]]) -> list[Any]:
@@ -390,14 +398,8 @@ class RedisOnlineStore:
         """
         spec = commit.spec
         self._require_writable(spec.name)
-        rows: list[tuple[bytes, bytes, int]] = []
-        schema = None
-        if commit.rows:
-            frame = pl.DataFrame(commit.rows, schema=schema_for_rows(spec, commit.rows))
-            schema = schema_for(spec, frame)
-            rows = [
-                t for chunk in _pack_rows(schema, latest_per_entity(schema, frame)) for t in chunk
-            ]
+        schema = schema_for_row(spec, commit.rows[0]) if commit.rows else None
+        rows = _hash_entries(schema, pack_rows(schema, commit.rows)) if schema is not None else []
         consumer = commit.consumer
         entity_keys: dict[str, int] = {}
 

@@ -31,7 +31,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,9 +61,10 @@ from fti_assets.lib.online_store.codec import (
     from_us,
     latest_per_entity,
     now_us,
+    pack_rows,
     rows_to_frame,
     schema_for,
-    schema_for_rows,
+    schema_for_row,
 )
 
 logger = logging.getLogger(__name__)
@@ -240,7 +241,12 @@ class OnlineStore:
             if replace:
                 writer.execute(f"DROP TABLE IF EXISTS {table}")
             writer.execute(_create_table_sql(schema))
-            written = _upsert(writer, schema, latest)
+            # Slices bound the Python objects alive at once (a 1M-row frame as tuples is ~0.5 GB);
+            # they all go into the one transaction.
+            written = sum(
+                _upsert(writer, schema, part.iter_rows())
+                for part in latest.iter_slices(_WRITE_SLICE_ROWS)
+            )
             count, max_us = writer.execute(
                 f"SELECT count(*), max({_quote(schema.event_time)}) FROM {table}"
             ).fetchone()
@@ -271,18 +277,15 @@ class OnlineStore:
         offset is not ``commit.expected_offset``.
         """
         spec = commit.spec
-        latest = None
-        if commit.rows:
-            frame = pl.DataFrame(commit.rows, schema=schema_for_rows(spec, commit.rows))
-            schema = schema_for(spec, frame)
-            latest = latest_per_entity(schema, frame)
+        schema = schema_for_row(spec, commit.rows[0]) if commit.rows else None
+        rows = pack_rows(schema, commit.rows) if schema is not None else []
 
         def write(writer: sqlite3.Connection) -> None:
             _check_offset(writer, commit)
-            if latest is not None:
+            if schema is not None:
                 self._check_against_stored(writer, schema, replace=False)
                 writer.execute(_create_table_sql(schema))
-                _upsert_stream_rows(writer, schema, spec.description, latest)
+                _upsert_stream_rows(writer, schema, spec.description, rows)
             _write_stream_state(writer, commit)
 
         self._in_write_transaction(spec.name, write)
@@ -665,17 +668,20 @@ def _check_offset(con: sqlite3.Connection, commit: StreamCommit) -> None:
         raise StreamFencedError.for_offsets(commit.consumer, stored, commit.expected_offset)
 
 
-def _count_existing(con: sqlite3.Connection, schema: GroupSchema, latest: pl.DataFrame) -> int:
-    """How many of the entities in ``latest`` already have a row in the group's table."""
-    keys = latest.select(schema.entity_keys)
+def _count_existing(
+    con: sqlite3.Connection, schema: GroupSchema, rows: list[tuple[Any, ...]]
+) -> int:
+    """How many of the entities of ``rows`` (stored tuples) already have a row in the table."""
+    n_keys = len(schema.entity_keys)
     on = " AND ".join(
         f"t.{_quote(k)} = v.column{i}" for i, k in enumerate(schema.entity_keys, start=1)
     )
     found = 0
-    for part in keys.iter_slices(_MAX_BATCH):
-        row = "(" + ", ".join("?" * len(schema.entity_keys)) + ")"
-        values = ", ".join([row] * part.height)
-        params = [value for key in part.iter_rows() for value in key]
+    for start in range(0, len(rows), _MAX_BATCH):
+        part = rows[start : start + _MAX_BATCH]
+        row = "(" + ", ".join("?" * n_keys) + ")"
+        values = ", ".join([row] * len(part))
+        params = [value for stored in part for value in stored[:n_keys]]
         found += con.execute(
             f"SELECT count(*) FROM (VALUES {values}) AS v "
             f"CROSS JOIN {_quote(schema.table)} AS t ON {on}",
@@ -685,20 +691,20 @@ def _count_existing(con: sqlite3.Connection, schema: GroupSchema, latest: pl.Dat
 
 
 def _upsert_stream_rows(
-    con: sqlite3.Connection, schema: GroupSchema, description: str, latest: pl.DataFrame
+    con: sqlite3.Connection, schema: GroupSchema, description: str, rows: list[tuple[Any, ...]]
 ) -> None:
     """Upsert a micro-batch's rows and update the version's figures without a table scan."""
-    existing = _count_existing(con, schema, latest)
-    _upsert(con, schema, latest)
+    existing = _count_existing(con, schema, rows)
+    _upsert(con, schema, rows)
     stored = con.execute(
         f"SELECT row_count, max_event_time_us FROM {_VERSIONS_TABLE} "
         "WHERE name = ? AND version = ?",
         (schema.name, schema.version),
     ).fetchone()
     row_count, max_us = (0, None) if stored is None else stored
-    batch_max = latest[schema.event_time].max()
+    batch_max = max(row[len(schema.entity_keys)] for row in rows)
     max_us = batch_max if max_us is None else max(max_us, batch_max)
-    _record_version(con, schema, description, row_count + latest.height - existing, max_us)
+    _record_version(con, schema, description, row_count + len(rows) - existing, max_us)
 
 
 def _write_stream_state(con: sqlite3.Connection, commit: StreamCommit) -> None:
@@ -751,8 +757,9 @@ def _create_table_sql(schema: GroupSchema) -> str:
     )
 
 
-def _upsert(con: sqlite3.Connection, schema: GroupSchema, latest: pl.DataFrame) -> int:
-    """Insert or update ``latest``; returns how many entities were written.
+def _upsert(con: sqlite3.Connection, schema: GroupSchema, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Insert or update stored tuples (keys, event time, packed values); returns how many
+    entities were written.
 
     A stored row with a newer event time is left alone (its update is filtered out by the
     ``WHERE``), so a late batch never moves an entity back in time. Equal event times overwrite,
@@ -772,8 +779,5 @@ def _upsert(con: sqlite3.Connection, schema: GroupSchema, latest: pl.DataFrame) 
         f"WHERE excluded.{event_time} >= {table}.{event_time}"
     )
     before = con.total_changes
-    # Slices bound the Python objects alive at once (a 1M-row frame as tuples is ~0.5 GB); they
-    # all go into the caller's one transaction.
-    for part in latest.iter_slices(_WRITE_SLICE_ROWS):
-        con.executemany(sql, zip(*(s.to_list() for s in part.get_columns()), strict=True))
+    con.executemany(sql, rows)
     return con.total_changes - before
