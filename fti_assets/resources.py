@@ -12,17 +12,24 @@ import duckdb
 
 from fti_assets.lib.offline_store import connect
 from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import DataLayout, Settings
+from fti_assets.lib.settings import DataLayout, LakeConfig, Settings
 
 
 class OfflineStoreResource(dg.ConfigurableResource):
-    """The DuckDB offline store (FTI_DUCKDB_PATH). Writers run in the ``offline_store`` pool."""
+    """The offline store: a DuckLake whose catalog is FTI_LAKE_CATALOG (``sqlite:<file>`` or
+    ``postgres:<connection string>``) and whose Parquet files are under FTI_LAKE_DATA_PATH.
+    Many processes read and write it at once; each commit is an atomic snapshot."""
 
-    path: str
+    catalog: str
+    data_path: str
+
+    @property
+    def lake(self) -> LakeConfig:
+        return LakeConfig(catalog=self.catalog, data_path=self.data_path)
 
     @contextmanager
     def connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = connect(self.path, read_only=read_only)
+        con = connect(self.lake, read_only=read_only)
         try:
             yield con
         finally:
@@ -64,22 +71,23 @@ class ModelGatesResource(dg.ConfigurableResource):
     min_slice_positives: int = 15
 
 
-def _env_or(name: str, default: Path) -> str | dg.EnvVar:
-    """Read from the env var (shown as such in the UI) when set, else the default path."""
-    return dg.EnvVar(name) if os.environ.get(name) else str(default)
+def _env_or(name: str, value: Path | str) -> str | dg.EnvVar:
+    """The env var (shown as such in the UI) when it holds exactly ``value``, else the value."""
+    return dg.EnvVar(name) if os.environ.get(name) == str(value) else str(value)
 
 
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     settings = settings or Settings.from_env()
     return {
         "offline_store": OfflineStoreResource(
-            path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path)
+            catalog=_env_or("FTI_LAKE_CATALOG", settings.lake.catalog),
+            data_path=_env_or("FTI_LAKE_DATA_PATH", settings.lake.data_path),
         ),
         "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
         "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
         "model_gates": ModelGatesResource(),
         "model_registry": ModelRegistryResource(
-            duckdb_path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path),
+            duckdb_path=str(settings.data_dir / "registry.duckdb"),
             models_dir=str(settings.layout.models_dir),
         ),
     }

@@ -1,13 +1,15 @@
 """Where runtime state lives, read from environment variables with defaults under ``data/``.
 
 Dagster resources, the dbt profile, the CLI and the HTTP service all resolve paths through
-:class:`Settings`, so they agree on one offline store, one online store and one data folder.
+:class:`Settings`, so they agree on one offline store (a DuckLake: :class:`LakeConfig`), one
+online store and one data folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,6 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_START = date(2026, 9, 1)
 DEFAULT_DAYS = 60
+CATALOG_KINDS = ("sqlite", "postgres")
 
 
 @dataclass(frozen=True)
@@ -50,18 +53,98 @@ class DataLayout:
         return self.data_dir / "inference_log"
 
 
+class LegacySettingError(ValueError):
+    """An environment variable from an older layout of the data layer is set."""
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """Where the offline store (a DuckLake) lives: its catalog — ``sqlite:<path>`` (embedded
+    default) or ``postgres:<libpq connection string>`` (to scale out) — and the folder or
+    object-storage prefix of its Parquet data files."""
+
+    catalog: str
+    data_path: str
+
+    def __post_init__(self) -> None:
+        kind, _, target = self.catalog.partition(":")
+        if kind not in CATALOG_KINDS or not target:
+            raise ValueError(
+                f"lake catalog {self.catalog!r} is not valid; expected 'sqlite:<path>' or "
+                "'postgres:<libpq connection string>' (e.g. 'postgres:dbname=lake host=127.0.0.1')"
+            )
+        if not self.data_path:
+            raise ValueError("lake data path is empty; expected a folder or an object-store URL")
+
+    @classmethod
+    def under(cls, folder: str | Path) -> LakeConfig:
+        """A lake with a SQLite catalog and local data files inside ``folder``."""
+        folder = Path(folder).resolve()
+        return cls(catalog=f"sqlite:{folder / 'catalog.sqlite'}", data_path=f"{folder / 'data'}/")
+
+    @property
+    def kind(self) -> str:
+        return self.catalog.split(":", 1)[0]
+
+    @property
+    def target(self) -> str:
+        """The catalog's location: a file path (sqlite) or a connection string (postgres)."""
+        return self.catalog.split(":", 1)[1]
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the data files are in a local folder (not object storage)."""
+        return "://" not in self.data_path
+
+    def exists(self) -> bool:
+        """Whether the catalog has been created (always assumed for a Postgres catalog)."""
+        return self.kind != "sqlite" or Path(self.target).exists()
+
+    def describe(self) -> str:
+        """The catalog and data path, with any password in a connection string masked."""
+        catalog = re.sub(r"(password\s*=\s*)\S+", r"\1***", self.catalog, flags=re.IGNORECASE)
+        return f"ducklake:{catalog} (data {self.data_path})"
+
+
+def lake_from_env(data_dir: Path) -> LakeConfig:
+    """The lake named by FTI_LAKE_CATALOG / FTI_LAKE_DATA_PATH, defaulting to ``data_dir/lake``.
+
+    A bare path as the catalog means a SQLite catalog file.
+    """
+    if os.environ.get("FTI_DUCKDB_PATH"):
+        raise LegacySettingError(
+            "FTI_DUCKDB_PATH is no longer used: the offline store is a DuckLake now. Unset it "
+            "and, to choose where the lake lives, set FTI_LAKE_CATALOG (sqlite:<file> or "
+            "postgres:<connection string>) and FTI_LAKE_DATA_PATH (a folder for the Parquet "
+            f"files); the default is {data_dir / 'lake'}"
+        )
+    default = LakeConfig.under(data_dir / "lake")
+    catalog = os.environ.get("FTI_LAKE_CATALOG") or default.catalog
+    if catalog.partition(":")[0] not in CATALOG_KINDS:
+        catalog = f"sqlite:{Path(catalog).resolve()}"
+    data_path = os.environ.get("FTI_LAKE_DATA_PATH") or default.data_path
+    if "://" not in data_path:
+        data_path = f"{Path(data_path).resolve()}/"
+    return LakeConfig(catalog=catalog, data_path=data_path)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    duckdb_path: Path
+    lake: LakeConfig
     online_path: Path
 
     @classmethod
     def from_env(cls) -> Settings:
         data_dir = Path(os.environ.get("FTI_DATA_DIR") or PROJECT_ROOT / "data").resolve()
-        duckdb_path = Path(os.environ.get("FTI_DUCKDB_PATH") or data_dir / "offline.duckdb")
         online_path = Path(os.environ.get("FTI_ONLINE_PATH") or data_dir / "online.sqlite")
-        return cls(data_dir, duckdb_path.resolve(), online_path.resolve())
+        return cls(data_dir, lake_from_env(data_dir), online_path.resolve())
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> Settings:
+        """The default layout under ``data_dir``, whatever the environment says."""
+        data_dir = Path(data_dir).resolve()
+        return cls(data_dir, LakeConfig.under(data_dir / "lake"), data_dir / "online.sqlite")
 
     @property
     def layout(self) -> DataLayout:

@@ -31,6 +31,7 @@ from fti_assets.lib.on_demand import col, compute_on_demand
 from fti_assets.lib.online_store import OnlineStore
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.serving import ChampionModel, FeatureAssembler, online_groups
+from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.training import TrainParams, TrainResult, train_model
 from fti_assets.lib.windows import build_card_transaction_features
 
@@ -260,7 +261,7 @@ def _training_rows(
     tmp_path: Path, tables: dict[str, pl.DataFrame], requests: list[dict]
 ) -> list[dict]:
     """The training-data rows of ``requests``: DuckDB tables + datasets.join_features."""
-    con = connect(tmp_path / "offline.duckdb")
+    con = connect(LakeConfig.under(tmp_path / "lake"))
     try:
         for spec in online_groups():
             arrow = tables[spec.name].to_arrow()  # noqa: F841 - read by name in the SQL below
@@ -375,7 +376,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> list[TrainResult]:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "offline.duckdb", tmp_path / "models")
+    return ModelRegistry(tmp_path / "registry.duckdb", tmp_path / "models")
 
 
 class FakeClock:

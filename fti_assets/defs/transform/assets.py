@@ -24,6 +24,7 @@ from packaging import version
 
 from fti_assets.defs.metadata import FEATURE_FRESHNESS, OWNERS, feature_group_metadata
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.offline_store import lake_environment
 from fti_assets.lib.settings import PROJECT_ROOT
 from fti_assets.partitions import daily_partitions, single_run
 from fti_assets.resources import OfflineStoreResource
@@ -94,8 +95,8 @@ def _dbt_build(
     offline_store: OfflineStoreResource,
     window: tuple[str, str] | None = None,
 ) -> Iterator[Any]:
-    # dbt's profile reads the store path from FTI_DUCKDB_PATH: point it at this resource's file.
-    os.environ["FTI_DUCKDB_PATH"] = offline_store.path
+    # dbt's profile attaches the lake named by FTI_LAKE_*: point it at this resource's lake.
+    os.environ.update(lake_environment(offline_store.lake))
     # The partition window travels in env vars, not --vars: new --vars make dbt re-parse the
     # whole project on every daily run (see macros/partition_window.sql). Unset = all days.
     if window is None:
@@ -119,7 +120,7 @@ def _keep_partial_parse(run_target: Path, project_target: Path) -> None:
 
     dagster-dbt gives each invocation its own target folder seeded with
     ``target/partial_parse.msgpack``; dbt throws that away and parses the whole project when the
-    profile differs (the DuckDB path is part of it) and the state from ``dbt parse`` was made
+    profile differs (the lake catalog is part of it) and the state from ``dbt parse`` was made
     with the path the dbt profile defaults to, not the resource's. Copying the run's state back
     means the next run on the same store parses only what changed (a few seconds per run).
     """
