@@ -6,6 +6,7 @@ from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
 from fti_assets.defs.inference import assets as inference_assets
 from fti_assets.defs.ingest import assets as ingest_assets
+from fti_assets.defs.maintenance import assets as maintenance_assets
 from fti_assets.defs.training import assets as training_assets
 from fti_assets.defs.training import checks as training_checks
 from fti_assets.defs.transform import assets as transform_assets
@@ -24,7 +25,9 @@ defs = dg.Definitions(
         training_assets.fraud_model_champion,
         inference_assets.fraud_predictions,
         inference_assets.inference_log,
+        maintenance_assets.lake_maintenance,
     ],
+    schedules=[maintenance_assets.lake_maintenance_schedule],
     asset_checks=[
         *feature_checks.feature_contract_checks,
         *feature_checks.online_checks,

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from fti_assets.lib.offline_store import connect
+from fti_assets.lib.offline_store import connection
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.settings import DataLayout, LakeConfig, Settings
 
@@ -28,12 +28,12 @@ class OfflineStoreResource(dg.ConfigurableResource):
         return LakeConfig(catalog=self.catalog, data_path=self.data_path)
 
     @contextmanager
-    def connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = connect(self.lake, read_only=read_only)
-        try:
+    def connection(
+        self, read_only: bool = False, snapshot: int | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the lake; ``snapshot`` pins it (read-only) to that snapshot id."""
+        with connection(self.lake, read_only=read_only, snapshot=snapshot) as con:
             yield con
-        finally:
-            con.close()
 
 
 class DataDirResource(dg.ConfigurableResource):

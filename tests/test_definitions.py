@@ -46,6 +46,7 @@ def test_asset_graph_snapshot() -> None:
         "fraud_model_evaluation": "training",
         "fraud_model_champion": "training",
         "fraud_predictions": "inference",
+        "lake_maintenance": "maintenance",
         **{k: v for k, v in groups.items() if k.startswith(("inference_log", "feature_drift"))},
     }
 

@@ -11,7 +11,7 @@ import pytest
 from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import connect, connection, read_frame
+from fti_assets.lib.offline_store import connect, read_frame
 from fti_assets.lib.reproduce import reproduce
 from fti_assets.lib.settings import LakeConfig, Settings
 from fti_assets.resources import ModelGatesResource, default_resources
@@ -148,8 +148,7 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
 
         # `fti models reproduce`: rebuilding the dataset version and retraining gives the same
         # dataset content hash and a byte-identical model.
-        with connection(_lake()) as con:
-            report = reproduce(registry, con, data_layer / "datasets", "fraud_model", 1)
+        report = reproduce(registry, _lake(), data_layer / "datasets", "fraud_model", 1)
         assert report.dataset_matches and report.model_matches
 
         # A worse challenger is stopped by the gate, marked rejected, never champion.

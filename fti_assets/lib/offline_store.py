@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +62,10 @@ class LakeCommitError(RuntimeError):
 
 class OfflineStoreMissingError(FileNotFoundError):
     """A read-only connection was asked for a lake that has not been created yet."""
+
+
+class SnapshotNotFoundError(LookupError):
+    """A connection was pinned to a snapshot the lake does not have (any more)."""
 
 
 def extension_directory() -> str:
@@ -113,15 +117,23 @@ def _create_wal_catalog(path: Path) -> None:
 
 
 def connect(
-    lake: LakeConfig, *, read_only: bool = False, timeout_s: float = 60.0
+    lake: LakeConfig,
+    *,
+    read_only: bool = False,
+    snapshot: int | None = None,
+    snapshot_time: datetime | None = None,
+    timeout_s: float = 60.0,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake attached as the default database, in UTC.
 
     ``read_only`` attaches the lake read-only: such a connection can never write, and it fails
-    with :class:`OfflineStoreMissingError` if the lake does not exist yet. Attaching retries
-    while a concurrent writer holds the catalog's lock.
+    with :class:`OfflineStoreMissingError` if the lake does not exist yet. ``snapshot`` (an id)
+    or ``snapshot_time`` (a commit time) pins the connection to the lake as it was then: every
+    query sees that snapshot, and the connection is read-only. Attaching retries while a
+    concurrent writer holds the catalog's lock.
     """
-    if read_only and not lake.exists():
+    pinned = _pin_option(snapshot, snapshot_time)
+    if (read_only or pinned) and not lake.exists():
         raise OfflineStoreMissingError(
             f"the offline store {lake.describe()} does not exist yet; run `make demo` (or "
             "materialize the ingest assets) first"
@@ -129,7 +141,9 @@ def connect(
     if lake.is_local:
         Path(lake.data_path).mkdir(parents=True, exist_ok=True)
     options = [f"DATA_PATH {_literal(lake.data_path)}"]
-    if read_only:
+    if pinned:
+        options.append(pinned)
+    elif read_only:
         options.append("READ_ONLY")
     attach = f"ATTACH {_literal('ducklake:' + lake.catalog)} AS {LAKE_ALIAS} ({', '.join(options)})"
     con = duckdb.connect(
@@ -153,15 +167,46 @@ def connect(
                 _create_wal_catalog(Path(lake.target))
             _retry(lambda: con.execute(attach), f"attach {lake.describe()}", timeout_s)
         con.execute(f"USE {LAKE_ALIAS}")
+    except duckdb.InvalidInputException as exc:
+        con.close()
+        if pinned and "No snapshot found" in str(exc):
+            raise SnapshotNotFoundError(
+                f"the offline store {lake.describe()} has no snapshot "
+                + (f"{snapshot}" if snapshot is not None else f"at {snapshot_time}")
+                + " (never made, or expired by lake maintenance); list them with "
+                '`fti sql "from lake.snapshots()"`'
+            ) from exc
+        raise
     except BaseException:
         con.close()
         raise
     return con
 
 
+def _pin_option(snapshot: int | None, snapshot_time: datetime | None) -> str:
+    """The ATTACH option pinning a connection to a snapshot id or commit time, or ``""``."""
+    if snapshot is not None and snapshot_time is not None:
+        raise ValueError("give a snapshot id or a snapshot time, not both")
+    if snapshot is not None:
+        if isinstance(snapshot, bool) or not isinstance(snapshot, int) or snapshot < 0:
+            raise ValueError(f"snapshot {snapshot!r} is not valid; expected an integer >= 0")
+        return f"SNAPSHOT_VERSION {snapshot}"
+    if snapshot_time is not None:
+        if snapshot_time.utcoffset() is None:
+            raise ValueError(f"snapshot time {snapshot_time} is naive; expected a UTC time")
+        return f"SNAPSHOT_TIME {_literal(snapshot_time.isoformat())}"
+    return ""
+
+
 @contextmanager
-def connection(lake: LakeConfig, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(lake, read_only=read_only)
+def connection(
+    lake: LakeConfig,
+    *,
+    read_only: bool = False,
+    snapshot: int | None = None,
+    snapshot_time: datetime | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(lake, read_only=read_only, snapshot=snapshot, snapshot_time=snapshot_time)
     try:
         yield con
     finally:
@@ -319,21 +364,6 @@ def read_frame(
     return con.sql(sql, params=list(params) if params else None).pl()
 
 
-def at_clause(snapshot: int | None = None, as_of: datetime | None = None) -> str:
-    """``AT (VERSION => n)`` / ``AT (TIMESTAMP => t)`` for a time-travel read, or ``""``."""
-    if snapshot is not None and as_of is not None:
-        raise ValueError("give a snapshot id or a commit time, not both")
-    if snapshot is not None:
-        if isinstance(snapshot, bool) or not isinstance(snapshot, int) or snapshot < 0:
-            raise ValueError(f"snapshot {snapshot!r} is not valid; expected an integer >= 0")
-        return f" AT (VERSION => {snapshot})"
-    if as_of is not None:
-        if as_of.tzinfo is None:
-            raise ValueError(f"commit time {as_of} has no time zone; expected a UTC time")
-        return f" AT (TIMESTAMP => {_literal(as_of.isoformat())}::TIMESTAMPTZ)"
-    return ""
-
-
 def lake_environment(lake: LakeConfig) -> dict[str, str]:
     """The variables the dbt profile reads to attach the same lake (see dbt_project/)."""
     return {
@@ -342,6 +372,94 @@ def lake_environment(lake: LakeConfig) -> dict[str, str]:
         "FTI_DUCKDB_EXTENSION_DIR": extension_directory(),
         "FTI_LAKE_EXTENSION": "sqlite" if lake.kind == "sqlite" else "postgres",
     }
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    files_before: int
+    files_after: int
+    bytes_before: int
+    bytes_after: int
+    snapshots_before: int
+    snapshots_expired: list[int]
+    snapshots_kept_for_datasets: list[int]
+    files_removed: int
+    orphans_removed: int
+
+
+def _file_stats(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(data files, bytes) the current snapshot reads, over every table of the lake."""
+    files = size = 0
+    for table in list_tables(con):
+        ((n, b),) = con.execute(
+            "select count(*), coalesce(sum(data_file_size_bytes), 0) "
+            "from ducklake_list_files(?, ?)",
+            [LAKE_ALIAS, table],
+        ).fetchall()
+        files, size = files + n, size + int(b)
+    return files, size
+
+
+def snapshots(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every live snapshot: id, commit time, the commit message and what it changed."""
+    return read_frame(
+        con,
+        f"select snapshot_id, snapshot_time, commit_message, changes "
+        f"from {LAKE_ALIAS}.snapshots() order by snapshot_id",
+    )
+
+
+def maintain(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    keep: set[int],
+    retention: timedelta,
+    orphan_age: timedelta = timedelta(hours=6),
+    now: datetime | None = None,
+) -> MaintenanceReport:
+    """Merge small data files, expire old snapshots and delete files nothing reads any more.
+
+    Snapshots newer than ``retention`` and every snapshot in ``keep`` (those training datasets
+    were built from) stay readable; the newest snapshot always stays. Orphan files — written by
+    a process killed before its commit — are deleted only when older than ``orphan_age``, so a
+    commit still in flight never loses its files.
+    """
+    now = now or datetime.now(UTC)
+    files_before, bytes_before = _file_stats(con)
+    live = snapshots(con)
+    newest = int(live["snapshot_id"].max())
+    horizon = now - retention
+    expire = [
+        int(row["snapshot_id"])
+        for row in live.iter_rows(named=True)
+        if row["snapshot_time"] < horizon
+        and row["snapshot_id"] not in keep
+        and row["snapshot_id"] != newest
+    ]
+    con.execute(f"call ducklake_merge_adjacent_files({_literal(LAKE_ALIAS)})")
+    if expire:
+        con.execute(
+            "select * from ducklake_expire_snapshots(?, versions => ?)", [LAKE_ALIAS, expire]
+        ).fetchall()
+    removed = con.execute(
+        "select count(*) from ducklake_cleanup_old_files(?, cleanup_all => true)", [LAKE_ALIAS]
+    ).fetchone()[0]
+    orphans = con.execute(
+        "select count(*) from ducklake_delete_orphaned_files(?, older_than => ?)",
+        [LAKE_ALIAS, now - orphan_age],
+    ).fetchone()[0]
+    files_after, bytes_after = _file_stats(con)
+    return MaintenanceReport(
+        files_before=files_before,
+        files_after=files_after,
+        bytes_before=bytes_before,
+        bytes_after=bytes_after,
+        snapshots_before=live.height,
+        snapshots_expired=expire,
+        snapshots_kept_for_datasets=sorted(keep & set(live["snapshot_id"].to_list())),
+        files_removed=int(removed),
+        orphans_removed=int(orphans),
+    )
 
 
 # TODO(registry branch): the DuckDB-file registry still needs this; it goes when the registry
@@ -373,4 +491,3 @@ def ensure_database_file(path: str | Path) -> None:
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             leftover.unlink(missing_ok=True)
-

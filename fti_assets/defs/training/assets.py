@@ -19,6 +19,7 @@ from fti_assets.lib.datasets import (
     write_dataset,
 )
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.offline_store import current_snapshot
 from fti_assets.lib.train_params import TrainParams
 from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
 
@@ -60,7 +61,11 @@ def fraud_training_dataset(
         feature_groups=tuple(config.feature_groups),
     )
     groups = [FEATURE_GROUPS[name] for name in dataset_config.feature_groups]
-    with offline_store.connection() as con:
+    # Every table is read at ONE lake snapshot, recorded in the manifest: the dataset can be
+    # rebuilt from exactly these rows later, whatever backfills change in between.
+    with offline_store.connection(read_only=True) as con:
+        snapshot = current_snapshot(con)
+    with offline_store.connection(snapshot=snapshot) as con:
         frame, info = build_training_frame(con, groups, dataset_config)
     feature_columns, categorical = model_feature_columns(groups)
     version = write_dataset(
@@ -95,6 +100,7 @@ def fraud_training_dataset(
             ),
             "content_hash": manifest["content_hash"]["frame_sha256"],
             "feature_count": len(feature_columns),
+            "lake_snapshot": snapshot,
         }
     )
 
