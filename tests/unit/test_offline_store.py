@@ -125,7 +125,9 @@ _WRITER = textwrap.dedent(
     for i in range(days):
         day = worker * 1000 + i
         frame = pl.DataFrame({"day": [day] * 50, "v": [float(day)] * 50})
-        replace_partitions(con, [Replacement("t", frame, "day = ?", [day])])
+        replace_partitions(
+            con, [Replacement("t", frame, "day = ?", [day]), Replacement("u", frame, "day = ?", [day])]
+        )
     """
 )
 
@@ -150,7 +152,7 @@ _READER = textwrap.dedent(
 @pytest.mark.slow
 def test_two_writer_processes_and_a_reader_share_one_lake(lake: LakeConfig) -> None:
     with connection(lake) as con:
-        _write(con, 0, [0.0] * 50)  # the table exists before the writers start
+        _write(con, 0, [0.0] * 50)  # "t" exists before the writers start; they race to create "u"
     args = [lake.catalog, lake.data_path]
     writers = [
         subprocess.Popen([sys.executable, "-c", _WRITER, *args, str(w), "25"]) for w in (1, 2)
@@ -164,6 +166,8 @@ def test_two_writer_processes_and_a_reader_share_one_lake(lake: LakeConfig) -> N
     with connection(lake, read_only=True) as con:
         per_day = read_frame(con, "select day, count(*) as n, sum(v) as s from t group by day")
     assert per_day.height == 51 and set(per_day["n"]) == {50}
+    with connection(lake, read_only=True) as con:
+        assert read_frame(con, "select count(*) from u").item() == 50 * 50
     assert per_day["s"].sum() == pytest.approx(
         50 * sum(w * 1000 + i for w in (1, 2) for i in range(25))
     )

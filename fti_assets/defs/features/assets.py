@@ -27,7 +27,6 @@ from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
     group_name="features",
     kinds={"polars", "duckdb"},
     owners=OWNERS,
-    pool="offline_store",
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     deps=[lookback_dep("raw_transactions", days=30)],  # trailing windows reach 30 days back

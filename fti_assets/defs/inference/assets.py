@@ -20,7 +20,6 @@ MODEL_NAME = "fraud_model"
     group_name="inference",
     kinds={"lightgbm", "duckdb"},
     owners=OWNERS,
-    pool="offline_store",
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     deps=[*FEATURE_GROUPS, "raw_transactions", "fraud_model_champion"],
@@ -64,7 +63,6 @@ def fraud_predictions(
     group_name="inference",
     kinds={"duckdb", "json"},
     owners=OWNERS,
-    pool="offline_store",
     partitions_def=log_partitions,
     backfill_policy=single_run,
 )

@@ -106,7 +106,6 @@ raw_asset = functools.partial(
     group_name="ingest",
     kinds=KINDS,
     owners=OWNERS,
-    pool="offline_store",
     tags={"layer": "raw"},
 )
 

@@ -39,7 +39,6 @@ class TrainingDatasetConfig(dg.Config):
     group_name="training",
     kinds={"duckdb", "polars", "parquet"},
     owners=OWNERS,
-    pool="offline_store",
     deps=[*FEATURE_GROUPS, "raw_fraud_labels"],
 )
 def fraud_training_dataset(
@@ -139,7 +138,6 @@ def train_params(config: TrainConfig) -> TrainParams:
     group_name="training",
     kinds={"lightgbm"},
     owners=OWNERS,
-    pool="offline_store",
     deps=[fraud_training_dataset],
 )
 def fraud_model(
@@ -201,7 +199,6 @@ def fraud_model(
     group_name="training",
     kinds={"lightgbm", "matplotlib"},
     owners=OWNERS,
-    pool="offline_store",
     deps=[fraud_model],
 )
 def fraud_model_evaluation(
@@ -283,7 +280,6 @@ def _fmt(value: float | None) -> str:
     group_name="training",
     kinds={"lightgbm"},
     owners=OWNERS,
-    pool="offline_store",
     deps=[fraud_model_evaluation],
 )
 def fraud_model_champion(

@@ -180,7 +180,7 @@ def _prune_run_folders(
     exclude="tag:daily",
     dagster_dbt_translator=translator,
     name="dbt_reference_models",
-    pool="offline_store",
+    pool="dbt",
 )
 def dbt_reference_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, offline_store: OfflineStoreResource
@@ -197,7 +197,7 @@ def dbt_reference_models(
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     name="dbt_daily_models",
-    pool="offline_store",
+    pool="dbt",
 )
 def dbt_daily_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, offline_store: OfflineStoreResource
