@@ -125,9 +125,8 @@ _WRITER = textwrap.dedent(
     for i in range(days):
         day = worker * 1000 + i
         frame = pl.DataFrame({"day": [day] * 50, "v": [float(day)] * 50})
-        replace_partitions(
-            con, [Replacement("t", frame, "day = ?", [day]), Replacement("u", frame, "day = ?", [day])]
-        )
+        both = [Replacement(t, frame, "day = ?", [day]) for t in ("t", "u")]
+        replace_partitions(con, both)
     """
 )
 
