@@ -376,7 +376,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> list[TrainResult]:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "registry.duckdb", tmp_path / "models")
+    return ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models")
 
 
 class FakeClock:
@@ -419,10 +419,10 @@ def test_a_version_that_fails_to_load_leaves_the_previous_one_serving(
     registry.promote("fraud_model", v1)
     champion = ChampionModel(registry.models_dir, "fraud_model", check_interval_s=0)
     assert champion.get().version == v1
+    registry.promote("fraud_model", v2)  # verified now, altered before the service loads it
     tampered = registry.get("fraud_model", v2).artifact_path / "transforms.json"
     tampered.chmod(0o644)
     tampered.write_text(tampered.read_text().replace('"numeric"', '"numeric" ', 1))
-    registry.promote("fraud_model", v2)
 
     assert champion.get().version == v1
     status = champion.status()
@@ -455,4 +455,4 @@ def test_reload_reads_the_alias_file_at_once(
     assert champion.get().version == v1  # next check in an hour
     assert champion.reload().version == v2
     alias = json.loads((registry.models_dir / "fraud_model" / "aliases.json").read_text())
-    assert champion.status()["alias_version"] == alias["champion"]["version"] == v2
+    assert champion.status()["alias_version"] == alias["aliases"]["champion"]["version"] == v2
