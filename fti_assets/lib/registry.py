@@ -943,37 +943,33 @@ class ModelRegistry:
             (name, alias, version, previous, action, reason, now),
         )
 
-    def _alias_file_is_current(self, name: str) -> bool:
+    def _alias_file_matches(self, con: sqlite3.Connection, name: str) -> bool:
+        """Whether aliases.json holds what the database does (no file: no aliases)."""
+        stored = _alias_snapshot(con, self.models_dir, name)
         try:
             on_disk = load_alias_file(self.models_dir, name)
         except ValueError as exc:
             logger.warning("%s; rewriting it", exc)
             return False
-        with self._read() as con:
-            stored = _alias_snapshot(con, self.models_dir, name)
-        if on_disk is None:
-            return stored.seq == 0
-        return on_disk == stored
+        return on_disk == stored or (on_disk is None and not stored.aliases)
 
     def _repair_alias_file(self, name: str) -> None:
         """Rewrite aliases.json when it differs from the database (a crash, an old release).
 
-        Written under the write lock from the state read under it, so a slow writer can never
-        replace a newer file with an older one.
+        Checked without a lock first (the common case: nothing to do); rewritten under the write
+        lock from the state read under it, so a slow writer never replaces a newer file with an
+        older one.
         """
-        if self._alias_file_is_current(name):
-            return
+        with self._read() as con:
+            if self._alias_file_matches(con, name):
+                return
         name_dir = self.models_dir / name
         name_dir.mkdir(parents=True, exist_ok=True)
         with self._write() as con:
             for leftover in name_dir.glob(f"{_ALIAS_TMP_PREFIX}*.tmp"):
                 leftover.unlink()  # alias files are written under this lock: the writer died
-            stored = _alias_snapshot(con, self.models_dir, name)
-            try:
-                on_disk = load_alias_file(self.models_dir, name)
-            except ValueError:
-                on_disk = None  # not of this release: rewritten below
-            if on_disk != stored and not (on_disk is None and stored.seq == 0):
+            if not self._alias_file_matches(con, name):
+                stored = _alias_snapshot(con, self.models_dir, name)
                 _write_json_atomic(name_dir / ALIAS_FILE, stored.to_json())
                 logger.info(
                     "%s rewritten from the registry (seq %d)", name_dir / ALIAS_FILE, stored.seq

@@ -3,7 +3,8 @@
 Earlier releases kept the registry in three tables of ``<data_dir>/offline.duckdb``
 (``registry_model_versions``, ``registry_aliases``, ``registry_alias_history``). When
 :class:`~fti_assets.lib.registry.ModelRegistry` creates its SQLite file and that DuckDB file
-exists, the file is opened read-only and never modified:
+exists, the file is read (read-only, or through the database instance this process already has
+open) and never modified:
 
 * registry tables found: their rows are copied in the transaction that creates the SQLite schema;
 * no registry tables (an offline store that never held models): nothing to migrate;
@@ -93,6 +94,11 @@ def _connect(path: Path, registry_path: Path, lock_timeout_s: float) -> duckdb.D
     while True:
         try:
             return duckdb.connect(str(path), read_only=True)
+        except duckdb.ConnectionException as exc:
+            if "different configuration" not in str(exc):
+                raise LegacyRegistryError(_unreadable(path, registry_path, exc)) from exc
+            # This process has the file open for writing: share that database instance.
+            return duckdb.connect(str(path))
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise LegacyRegistryError(_unreadable(path, registry_path, exc)) from exc

@@ -684,3 +684,16 @@ def test_an_unreadable_legacy_file_is_refused_with_how_to_rebuild(tmp_path: Path
     assert not (tmp_path / "registry.sqlite").exists()
     legacy.unlink()  # the second way out the message offers
     assert ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models").list() == []
+
+
+def test_a_legacy_file_this_process_has_open_for_writing_is_still_migrated(
+    tmp_path: Path, artifact: Path
+) -> None:
+    _legacy_data_dir(tmp_path, artifact)
+    writer = duckdb.connect(str(tmp_path / "offline.duckdb"))  # e.g. an in-process asset step
+    try:
+        registry = ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models")
+    finally:
+        writer.close()
+
+    assert [v.version for v in registry.list()] == [1, 2]
