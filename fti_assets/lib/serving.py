@@ -238,7 +238,7 @@ _NOT_READ: _StatKey = ((-1, -1, -1), -1)  # differs from every stat and seq, and
 
 
 class ChampionModel:
-    """The model an alias points at, reloaded when the registry's alias file changes.
+    """The model an alias points at, reloaded when the alias file (or the registry) changes.
 
     ``required_features``: names the service can build; a version whose model needs another
     feature is refused (the previous version keeps serving) instead of failing every request.
@@ -297,7 +297,7 @@ class ChampionModel:
             return model
 
     def status(self) -> dict[str, Any]:
-        """What is loaded, what the alias file says, and the last load error."""
+        """What is loaded, what the alias names, and the last load error."""
         model, entry = self._model, self._alias_entry
         return {
             "name": self.name,
