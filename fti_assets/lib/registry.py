@@ -32,8 +32,10 @@ Crash safety, for a process killed at any instruction:
   rewritten (atomic rename) from the committed state while the write lock is held, so the file
   never goes back in time. A kill in between leaves the file behind the database: every write,
   :meth:`ModelRegistry.resolve` and :meth:`ModelRegistry.read_alias_file` compare the file with
-  the database and rewrite a stale or missing one, and :func:`read_registry_aliases` lets the
-  service read the aliases from the database (read-only) when the file's ``seq`` is behind.
+  the database and rewrite a stale or missing one (a read does not queue behind a busy writer
+  for that: it answers from the database and leaves the file to the next read or write), and
+  :func:`read_registry_aliases` lets the service read the aliases from the database (read-only)
+  when the file's ``seq`` is behind.
 
 Statuses are the truth about a version: ``candidate`` becomes ``validated`` or ``rejected``,
 ``validated`` may still be ``rejected``, and any of them ``archived``; nothing else (a rejection
@@ -107,6 +109,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 ALIAS_FILE = "aliases.json"
 SCHEMA_VERSION = 1
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+_READER_LOCK_WAIT_S = 0.05  # a read repairing aliases.json does not queue behind long writes
 STAGING_PREFIX = ".staging-"
 _STAGING_ATTEMPTS = 20
 _ALIAS_TMP_PREFIX = f".{ALIAS_FILE}."
@@ -539,8 +542,14 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- database and schema
 
-    def _connect(self, path: Path | None = None) -> sqlite3.Connection:
-        con = sqlite3.connect(path or self.path, timeout=self.lock_timeout_s, isolation_level=None)
+    def _connect(
+        self, path: Path | None = None, lock_timeout_s: float | None = None
+    ) -> sqlite3.Connection:
+        con = sqlite3.connect(
+            path or self.path,
+            timeout=self.lock_timeout_s if lock_timeout_s is None else lock_timeout_s,
+            isolation_level=None,
+        )
         con.execute("PRAGMA foreign_keys = ON")
         con.execute("PRAGMA synchronous = FULL")
         return con
@@ -556,9 +565,10 @@ class ModelRegistry:
             con.close()  # ends the read transaction
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, lock_timeout_s: float | None = None) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction, committed when the block ends without error."""
-        con = self._connect()
+        timeout = self.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+        con = self._connect(lock_timeout_s=timeout)
         try:
             try:
                 con.execute("BEGIN IMMEDIATE")
@@ -567,7 +577,7 @@ class ModelRegistry:
                     raise
                 raise TimeoutError(
                     f"model registry {self.path} is locked by another writer; waited "
-                    f"{self.lock_timeout_s:g}s (lock_timeout_s) for it"
+                    f"{timeout:g}s for it"
                 ) from exc
             try:
                 yield con
@@ -943,9 +953,8 @@ class ModelRegistry:
             (name, alias, version, previous, action, reason, now),
         )
 
-    def _alias_file_matches(self, con: sqlite3.Connection, name: str) -> bool:
-        """Whether aliases.json holds what the database does (no file: no aliases)."""
-        stored = _alias_snapshot(con, self.models_dir, name)
+    def _alias_file_matches(self, name: str, stored: AliasSnapshot) -> bool:
+        """Whether aliases.json holds ``stored`` (the database's aliases; no file: no aliases)."""
         try:
             on_disk = load_alias_file(self.models_dir, name)
         except ValueError as exc:
@@ -953,32 +962,44 @@ class ModelRegistry:
             return False
         return on_disk == stored or (on_disk is None and not stored.aliases)
 
-    def _repair_alias_file(self, name: str) -> None:
+    def _repair_alias_file(self, name: str, lock_timeout_s: float | None = None) -> AliasSnapshot:
         """Rewrite aliases.json when it differs from the database (a crash, an old release).
 
         Checked without a lock first (the common case: nothing to do); rewritten under the write
         lock from the state read under it, so a slow writer never replaces a newer file with an
-        older one.
+        older one. A write that already committed waits ``lock_timeout_s`` for the lock, a read
+        only :data:`_READER_LOCK_WAIT_S`; when the lock stays taken the file is left for the next
+        read or write (logged): the database, which is the truth, is already right. Returns the
+        database's aliases.
         """
         with self._read() as con:
-            if self._alias_file_matches(con, name):
-                return
+            stored = _alias_snapshot(con, self.models_dir, name)
+        if self._alias_file_matches(name, stored):
+            return stored
         name_dir = self.models_dir / name
         name_dir.mkdir(parents=True, exist_ok=True)
-        with self._write() as con:
-            for leftover in name_dir.glob(f"{_ALIAS_TMP_PREFIX}*.tmp"):
-                leftover.unlink()  # alias files are written under this lock: the writer died
-            if not self._alias_file_matches(con, name):
+        try:
+            with self._write(lock_timeout_s) as con:
+                for leftover in name_dir.glob(f"{_ALIAS_TMP_PREFIX}*.tmp"):
+                    leftover.unlink()  # alias files are written under this lock: the writer died
                 stored = _alias_snapshot(con, self.models_dir, name)
-                _write_json_atomic(name_dir / ALIAS_FILE, stored.to_json())
-                logger.info(
-                    "%s rewritten from the registry (seq %d)", name_dir / ALIAS_FILE, stored.seq
-                )
+                if not self._alias_file_matches(name, stored):
+                    _write_json_atomic(name_dir / ALIAS_FILE, stored.to_json())
+                    logger.info(
+                        "%s rewritten from the registry (seq %d)", name_dir / ALIAS_FILE, stored.seq
+                    )
+        except TimeoutError as exc:
+            logger.warning(
+                "%s differs from the registry and is left for the next read or write: %s",
+                name_dir / ALIAS_FILE,
+                exc,
+            )
+        return stored
 
     def read_alias_file(self, name: str, alias: str = CHAMPION) -> dict[str, Any] | None:
-        """Like :func:`read_alias_file`, after repairing a file that is behind the database."""
-        self._repair_alias_file(name)
-        return read_alias_file(self.models_dir, name, alias)
+        """The entry of ``alias`` as aliases.json holds it once repaired: ``{version, sha256,
+        path, updated_at}`` from the database, the file rewritten when it was behind."""
+        return self._repair_alias_file(name, _READER_LOCK_WAIT_S).aliases.get(alias)
 
     def promote(
         self, name: str, version: int, alias: str = CHAMPION, reason: str | None = None
@@ -1039,7 +1060,7 @@ class ModelRegistry:
 
     def resolve(self, name: str, alias: str = CHAMPION) -> ModelVersion | None:
         """The version ``alias`` points at, or ``None`` when the alias is unset."""
-        self._repair_alias_file(name)
+        self._repair_alias_file(name, _READER_LOCK_WAIT_S)
         with self._read() as con:
             version = self._alias_version(con, name, alias)
             return None if version is None else self._get(con, name, version)

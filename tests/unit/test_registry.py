@@ -229,7 +229,10 @@ def held_registry(
 def test_reads_answer_while_another_process_holds_the_write_lock(
     held_registry: tuple[ModelRegistry, subprocess.Popen, Path],
 ) -> None:
-    registry, holder, _ = held_registry
+    registry, holder, release = held_registry
+    alias_file = registry.models_dir / "fraud" / "aliases.json"
+    expected = alias_file.read_text()
+    alias_file.unlink()  # as if the last promote had been killed before writing it
     cli = subprocess.run(
         [sys.executable, "-m", "fti_assets.cli", "models", "list", "--json"],
         env={
@@ -251,6 +254,11 @@ def test_reads_answer_while_another_process_holds_the_write_lock(
     assert registry.resolve("fraud").version == 1
     assert registry.read_alias_file("fraud")["version"] == 1
     assert holder.poll() is None  # all of that while the lock was still held
+    assert not alias_file.exists()  # its repair waits for a free lock...
+    release.touch()
+    holder.wait(timeout=30)
+    assert registry.resolve("fraud").version == 1
+    assert alias_file.read_text() == expected  # ...and comes with the next read
 
 
 def test_a_writer_waits_for_the_write_lock_up_to_its_timeout(
