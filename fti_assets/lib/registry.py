@@ -42,9 +42,9 @@ Statuses are the truth about a version: ``candidate`` becomes ``validated`` or `
 is final). A ``rejected`` version never holds the ``champion`` alias: :meth:`ModelRegistry.promote`
 refuses it, :meth:`ModelRegistry.rollback` skips it, and the champion cannot be rejected.
 
-A registry kept by earlier releases in the offline store's DuckDB file (``<data_dir>/
-offline.duckdb``, next to ``<data_dir>/models``) is migrated when the SQLite file is first
-created; see :mod:`fti_assets.lib.registry_legacy`.
+A registry kept by earlier releases in a DuckDB file of the data folder (``<data_dir>/
+offline.duckdb`` or ``registry.duckdb``, next to ``<data_dir>/models``) is migrated when the
+SQLite file is first created; see :mod:`fti_assets.lib.registry_legacy`.
 """
 
 from __future__ import annotations
@@ -521,8 +521,8 @@ class ModelRegistry:
     """Versions, statuses and aliases of models in a SQLite file, artifacts under ``models_dir``.
 
     ``db_path`` is created (WAL mode) if missing, migrating a legacy registry from
-    ``<models_dir>/../offline.duckdb`` when that file holds one. ``lock_timeout_s`` bounds how
-    long a write waits for another writer.
+    ``<models_dir>/../registry.duckdb`` or ``offline.duckdb`` when such a file holds one.
+    ``lock_timeout_s`` bounds how long a write waits for another writer.
     """
 
     def __init__(
@@ -594,17 +594,10 @@ class ModelRegistry:
         The database is built under a temporary name and hard-linked into place: the link fails
         when another process created the file meanwhile, and everybody opens a complete file.
         """
-        from fti_assets.lib.registry_legacy import (
-            LEGACY_FILE,
-            insert_legacy_registry,
-            read_legacy_registry,
-        )
+        from fti_assets.lib.registry_legacy import find_legacy_registry, insert_legacy_registry
 
-        legacy_path = self.models_dir.parent / LEGACY_FILE
-        legacy = (
-            read_legacy_registry(legacy_path, self.path, lock_timeout_s=self.lock_timeout_s)
-            if legacy_path.exists()
-            else None
+        found = find_legacy_registry(
+            self.models_dir.parent, self.path, lock_timeout_s=self.lock_timeout_s
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.creating")
@@ -615,8 +608,8 @@ class ModelRegistry:
                 con.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA:
                     con.execute(statement)
-                if legacy is not None:
-                    insert_legacy_registry(con, legacy, self.models_dir)
+                if found is not None:
+                    insert_legacy_registry(con, found[1], self.models_dir)
                 con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 con.execute("COMMIT")
             finally:
@@ -629,7 +622,8 @@ class ModelRegistry:
             _fsync_dir(self.path.parent)
         finally:
             tmp.unlink(missing_ok=True)
-        if legacy is not None:
+        if found is not None:
+            legacy_path, legacy = found
             for name in sorted({row["name"] for row in legacy.versions}):
                 self._repair_alias_file(name)
             logger.info(

@@ -1,10 +1,11 @@
-"""The model registry of earlier releases, read from the offline store's DuckDB file to migrate it.
+"""The model registry of earlier releases, read from a DuckDB file to migrate it.
 
-Earlier releases kept the registry in three tables of ``<data_dir>/offline.duckdb``
-(``registry_model_versions``, ``registry_aliases``, ``registry_alias_history``). When
-:class:`~fti_assets.lib.registry.ModelRegistry` creates its SQLite file and that DuckDB file
-exists, the file is read (read-only, or through the database instance this process already has
-open) and never modified:
+Earlier releases kept the registry in three tables (``registry_model_versions``,
+``registry_aliases``, ``registry_alias_history``) of a DuckDB file in the data folder: the
+offline store's ``offline.duckdb``, then (while the offline store moved to a DuckLake)
+``registry.duckdb``. When :class:`~fti_assets.lib.registry.ModelRegistry` creates its SQLite
+file, those files are looked at, newest layout first; each is read (read-only, or through the
+database instance this process already has open) and never modified:
 
 * registry tables found: their rows are copied in the transaction that creates the SQLite schema;
 * no registry tables (an offline store that never held models): nothing to migrate;
@@ -26,7 +27,7 @@ import duckdb
 
 logger = logging.getLogger(__name__)
 
-LEGACY_FILE = "offline.duckdb"
+LEGACY_FILES = ("registry.duckdb", "offline.duckdb")  # newest layout first
 VERSIONS_TABLE = "registry_model_versions"
 ALIASES_TABLE = "registry_aliases"
 HISTORY_TABLE = "registry_alias_history"
@@ -161,6 +162,22 @@ def read_legacy_registry(
         )
     finally:
         con.close()
+
+
+def find_legacy_registry(
+    data_dir: Path, registry_path: Path, *, lock_timeout_s: float
+) -> tuple[Path, LegacyRegistry] | None:
+    """The first of :data:`LEGACY_FILES` under ``data_dir`` that holds a registry, and its rows.
+
+    Raises like :func:`read_legacy_registry` for a file that cannot be read.
+    """
+    for name in LEGACY_FILES:
+        path = Path(data_dir) / name
+        if path.exists():
+            legacy = read_legacy_registry(path, registry_path, lock_timeout_s=lock_timeout_s)
+            if legacy is not None:
+                return path, legacy
+    return None
 
 
 def _insert(con: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:

@@ -587,11 +587,11 @@ _LEGACY_SCHEMA = (
 )
 
 
-def _legacy_data_dir(data_dir: Path, artifact: Path) -> str:
-    """A data folder as an earlier release left it: 2 versions, v2 champion after v1; returns
-    the legacy sha256."""
+def _legacy_data_dir(data_dir: Path, artifact: Path, file_name: str = "offline.duckdb") -> str:
+    """A data folder as an earlier release left it: 2 versions, v2 champion after v1, in the
+    DuckDB file ``file_name``; returns the artifact's sha256."""
     sha = artifact_sha256(artifact)
-    con = duckdb.connect(str(data_dir / "offline.duckdb"))
+    con = duckdb.connect(str(data_dir / file_name))
     for statement in _LEGACY_SCHEMA:
         con.execute(statement)
     when = datetime(2026, 9, 3, 12, 0, tzinfo=UTC)
@@ -624,9 +624,12 @@ def _legacy_data_dir(data_dir: Path, artifact: Path) -> str:
     return sha
 
 
-def test_a_legacy_registry_in_the_offline_store_is_migrated(tmp_path: Path, artifact: Path) -> None:
-    sha = _legacy_data_dir(tmp_path, artifact)
-    legacy_bytes = (tmp_path / "offline.duckdb").read_bytes()
+@pytest.mark.parametrize("file_name", ["offline.duckdb", "registry.duckdb"])
+def test_a_legacy_registry_in_a_duckdb_file_is_migrated(
+    tmp_path: Path, artifact: Path, file_name: str
+) -> None:
+    sha = _legacy_data_dir(tmp_path, artifact, file_name)
+    legacy_bytes = (tmp_path / file_name).read_bytes()
 
     registry = ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models")
 
@@ -652,7 +655,7 @@ def test_a_legacy_registry_in_the_offline_store_is_migrated(tmp_path: Path, arti
     }
     assert registry.rollback("fraud").version == 1
     assert _register(registry, artifact).version == 4  # the orphan folder's 3 stays retired
-    assert (tmp_path / "offline.duckdb").read_bytes() == legacy_bytes  # never modified
+    assert (tmp_path / file_name).read_bytes() == legacy_bytes  # never modified
 
 
 def test_an_offline_store_without_registry_tables_gives_an_empty_registry(
