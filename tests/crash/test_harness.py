@@ -35,9 +35,9 @@ def _check(workdir: Path) -> None:
     assert not out.exists() or out.read_text() == WHOLE, out.read_text()
 
 
-def _kind(operation) -> CrashKind:
+def _kind(name: str, operation) -> CrashKind:
     return CrashKind(
-        operation.__name__,
+        name,
         operation,
         setup=lambda workdir: None,
         check=_check,
@@ -47,15 +47,17 @@ def _kind(operation) -> CrashKind:
 
 
 def test_a_torn_write_is_reported_in_every_trial(tmp_path: Path) -> None:
-    report = run_crash_trials(_kind(write_in_place), tmp_path, trials=2, seed=1)
+    torn = "harness self-test, a torn write (failures expected)"
+    report = run_crash_trials(_kind(torn, write_in_place), tmp_path, trials=2, seed=1)
 
     assert (report.trials, report.killed, len(report.failures)) == (2, 2, 2)
     assert "killed mid-operation" in report.failures[0] and "AssertionError" in report.failures[0]
-    assert report.line() == "write_in_place: trials=2 failures=2 killed=2 seed=1"
+    assert report.line() == f"{torn}: trials=2 failures=2 killed=2 seed=1"
 
 
 def test_an_atomic_write_passes_every_trial(tmp_path: Path) -> None:
-    report = run_crash_trials(_kind(write_then_rename), tmp_path, trials=2, seed=1)
+    atomic = "harness self-test, an atomic write"
+    report = run_crash_trials(_kind(atomic, write_then_rename), tmp_path, trials=2, seed=1)
 
     assert (report.killed, report.failures) == (2, [])
 
@@ -65,4 +67,4 @@ def test_the_operation_must_be_importable_by_name() -> None:
         return None
 
     with pytest.raises(ValueError, match="not a module-level function"):
-        _kind(nested)
+        _kind("nested", nested)
