@@ -14,7 +14,7 @@ export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test dev serve lint fmt bench bench-quick clean
+.PHONY: install demo test soak dev serve lint fmt bench bench-quick clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+# Crash trials (tests/crash): 20 SIGKILLs per kind instead of make test's 3, a line per kind.
+soak: install
+	FTI_CRASH_TRIALS=20 $(BIN)/pytest tests/crash -q -s
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -41,6 +41,7 @@ def _env(data_dir: Path, days: int) -> dict[str, str]:
         "FTI_DATA_DIR": str(data_dir),
         **lake_environment(LakeConfig.under(data_dir / "lake")),
         "FTI_ONLINE_PATH": str(data_dir / "online.sqlite"),
+        "FTI_REGISTRY_PATH": str(data_dir / "registry.sqlite"),
         "FTI_START_DATE": START.isoformat(),
         "FTI_END_DATE": end.isoformat(),
         "DAGSTER_HOME": str(data_dir / "dagster_home"),
@@ -246,6 +247,7 @@ def _demo_and_load_times(scale: str) -> Section:
                 "FTI_LAKE_CATALOG",
                 "FTI_LAKE_DATA_PATH",
                 "FTI_ONLINE_PATH",
+                "FTI_REGISTRY_PATH",
                 "FTI_START_DATE",
                 "FTI_END_DATE",
             ):

@@ -110,7 +110,7 @@ def build_data(root: Path, cards: int, merchants: int, trees: int) -> Settings:
                 times = [REQUEST_TIME - timedelta(minutes=int(m)) for m in minutes_back]
             store.write_group(spec, random_group_frame(spec, ids, times, seed))
     trained = train_small_model(root / "artifact", seed=1, n_estimators=trees)
-    registry = ModelRegistry(settings.data_dir / "registry.duckdb", settings.layout.models_dir)
+    registry = ModelRegistry(settings.registry_path, settings.layout.models_dir)
     registry.promote("fraud_model", register(registry, trained))
     return settings
 

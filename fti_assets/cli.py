@@ -335,7 +335,7 @@ def _registry():
     from fti_assets.lib.registry import ModelRegistry
 
     settings = Settings.from_env()
-    return ModelRegistry(settings.data_dir / "registry.duckdb", settings.layout.models_dir)
+    return ModelRegistry(settings.registry_path, settings.layout.models_dir)
 
 
 def _version_row(v) -> dict:

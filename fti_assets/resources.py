@@ -53,13 +53,13 @@ class OnlineStoreResource(dg.ConfigurableResource):
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
-    """The model registry: tables in the offline store plus artifacts under FTI_DATA_DIR/models."""
+    """The model registry: a SQLite file (FTI_REGISTRY_PATH) plus artifacts under models_dir."""
 
-    duckdb_path: str
+    path: str
     models_dir: str
 
     def registry(self) -> ModelRegistry:
-        return ModelRegistry(Path(self.duckdb_path), Path(self.models_dir))
+        return ModelRegistry(Path(self.path), Path(self.models_dir))
 
 
 class ModelGatesResource(dg.ConfigurableResource):
@@ -87,7 +87,7 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
         "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
         "model_gates": ModelGatesResource(),
         "model_registry": ModelRegistryResource(
-            duckdb_path=str(settings.data_dir / "registry.duckdb"),
+            path=_env_or("FTI_REGISTRY_PATH", settings.registry_path),
             models_dir=str(settings.layout.models_dir),
         ),
     }

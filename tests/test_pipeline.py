@@ -12,6 +12,7 @@ from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
 from fti_assets.lib.offline_store import connect, read_frame
+from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.reproduce import reproduce
 from fti_assets.lib.settings import LakeConfig, Settings
 from fti_assets.resources import ModelGatesResource, default_resources
@@ -140,7 +141,8 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         assert counts["tx"] == manifest["counts"]["transactions"]
         assert counts["predicted"] == counts["tx"]  # every accepted transaction is scored
 
-        registry = _resources()["model_registry"].registry()
+        settings = Settings.from_env()
+        registry = ModelRegistry(settings.registry_path, settings.layout.models_dir)
         assert registry.resolve("fraud_model", "champion").version == 1  # first model passes
         evaluation = _materialized(result, "fraud_model_evaluation")
         assert evaluation["test_pr_auc"] > 0 and evaluation["oracle_pr_auc"] > 0

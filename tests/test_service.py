@@ -64,7 +64,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, models: list[TrainResult]
     """A data folder, built once: the online store and both versions, version 1 champion."""
     data_dir = tmp_path_factory.mktemp("service-template") / "data"
     write_online_store(data_dir / "online.sqlite", group_tables()).close()
-    registry = ModelRegistry(data_dir / "registry.duckdb", data_dir / "models")
+    registry = ModelRegistry(data_dir / "registry.sqlite", data_dir / "models")
     for trained in models:
         register(registry, trained)
     registry.promote("fraud_model", 1)
@@ -87,7 +87,7 @@ def settings(tmp_path: Path, template: Path) -> Settings:
 
 @pytest.fixture
 def registry(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.data_dir / "registry.duckdb", settings.layout.models_dir)
+    return ModelRegistry(settings.registry_path, settings.layout.models_dir)
 
 
 @pytest.fixture
@@ -346,10 +346,10 @@ def test_missing_online_store_is_503_and_picked_up_once_written(
 def test_a_broken_new_champion_leaves_the_previous_one_serving(
     client: TestClient, registry: ModelRegistry
 ) -> None:
+    registry.promote("fraud_model", 2)  # verified now, altered before the service loads it
     transforms = registry.get("fraud_model", 2).artifact_path / "transforms.json"
     transforms.chmod(0o644)
     transforms.write_text(transforms.read_text() + " ")
-    registry.promote("fraud_model", 2)
     response = client.post("/predict", json=BODY)
     assert response.status_code == 200
     assert response.json()["model_version"] == 1
@@ -476,6 +476,7 @@ def test_uvicorn_process_serves_and_flushes_the_log_on_sigterm(settings: Setting
         "FTI_LAKE_CATALOG": settings.lake.catalog,
         "FTI_LAKE_DATA_PATH": settings.lake.data_path,
         "FTI_ONLINE_PATH": str(settings.online_path),
+        "FTI_REGISTRY_PATH": str(settings.registry_path),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "fti_assets.service.server", "--port", str(port)],

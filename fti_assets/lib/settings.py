@@ -133,18 +133,27 @@ class Settings:
     data_dir: Path
     lake: LakeConfig
     online_path: Path
+    registry_path: Path
 
     @classmethod
     def from_env(cls) -> Settings:
         data_dir = Path(os.environ.get("FTI_DATA_DIR") or PROJECT_ROOT / "data").resolve()
         online_path = Path(os.environ.get("FTI_ONLINE_PATH") or data_dir / "online.sqlite")
-        return cls(data_dir, lake_from_env(data_dir), online_path.resolve())
+        registry_path = Path(os.environ.get("FTI_REGISTRY_PATH") or data_dir / "registry.sqlite")
+        return cls(
+            data_dir, lake_from_env(data_dir), online_path.resolve(), registry_path.resolve()
+        )
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> Settings:
         """The default layout under ``data_dir``, whatever the environment says."""
         data_dir = Path(data_dir).resolve()
-        return cls(data_dir, LakeConfig.under(data_dir / "lake"), data_dir / "online.sqlite")
+        return cls(
+            data_dir,
+            LakeConfig.under(data_dir / "lake"),
+            data_dir / "online.sqlite",
+            data_dir / "registry.sqlite",
+        )
 
     @property
     def layout(self) -> DataLayout:

@@ -169,6 +169,7 @@ def fraud_model(
             params=result.params,
             metrics={f"valid_{k}": v for k, v in result.metrics.items()},
             tags={"dataset_frame_sha256": manifest["content_hash"]["frame_sha256"]},
+            idempotency_key=context.run_id,  # a retried step returns the version it registered
         )
     registry.promote(MODEL_NAME, registered.version, alias="challenger")
     valid = result.metrics
