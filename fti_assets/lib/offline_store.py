@@ -24,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import logging
-import os
 import random
 import re
 import sqlite3
@@ -460,34 +459,3 @@ def maintain(
         files_removed=int(removed),
         orphans_removed=int(orphans),
     )
-
-
-# TODO(registry branch): the DuckDB-file registry still needs this; it goes when the registry
-# moves to its own SQLite store.
-def ensure_database_file(path: str | Path) -> None:
-    """Create the DuckDB file at ``path`` atomically if it does not exist yet.
-
-    DuckDB creates a new file, then locks it, then writes its header: a second process opening
-    the path in between finds "a file that is not a valid DuckDB database" and fails (seen with ten
-    processes starting at once on a loaded machine). So a new database is built under a unique
-    temporary name and hard-linked into place; the link fails if the path exists, and the winner's
-    complete file is what everybody opens.
-    """
-    if str(path) == "" or str(path).startswith(":memory:"):
-        return  # an in-memory database: no file to create
-    path = Path(path)
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.creating")
-    try:
-        duckdb.connect(str(tmp)).close()
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race: its file is complete
-        except OSError as exc:  # a file system without hard links: let DuckDB create it in place
-            log.debug("cannot hard-link %s (%s); DuckDB will create %s itself", tmp, exc, path)
-    finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-            leftover.unlink(missing_ok=True)

@@ -42,9 +42,9 @@ Statuses are the truth about a version: ``candidate`` becomes ``validated`` or `
 is final). A ``rejected`` version never holds the ``champion`` alias: :meth:`ModelRegistry.promote`
 refuses it, :meth:`ModelRegistry.rollback` skips it, and the champion cannot be rejected.
 
-A registry kept by earlier releases in a DuckDB file of the data folder (``<data_dir>/
-offline.duckdb`` or ``registry.duckdb``, next to ``<data_dir>/models``) is migrated when the
-SQLite file is first created; see :mod:`fti_assets.lib.registry_legacy`.
+A registry kept by earlier releases in the DuckDB file of the data folder (``<data_dir>/
+offline.duckdb``, next to ``<data_dir>/models``) is migrated when the SQLite file is first
+created; see :mod:`fti_assets.lib.registry_legacy`.
 """
 
 from __future__ import annotations
@@ -521,7 +521,7 @@ class ModelRegistry:
     """Versions, statuses and aliases of models in a SQLite file, artifacts under ``models_dir``.
 
     ``db_path`` is created (WAL mode) if missing, migrating a legacy registry from
-    ``<models_dir>/../registry.duckdb`` or ``offline.duckdb`` when such a file holds one.
+    ``<models_dir>/../offline.duckdb`` when that file holds one.
     ``lock_timeout_s`` bounds how long a write waits for another writer.
     """
 

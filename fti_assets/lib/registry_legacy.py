@@ -1,11 +1,10 @@
 """The model registry of earlier releases, read from a DuckDB file to migrate it.
 
 Earlier releases kept the registry in three tables (``registry_model_versions``,
-``registry_aliases``, ``registry_alias_history``) of a DuckDB file in the data folder: the
-offline store's ``offline.duckdb``, then (while the offline store moved to a DuckLake)
-``registry.duckdb``. When :class:`~fti_assets.lib.registry.ModelRegistry` creates its SQLite
-file, those files are looked at, newest layout first; each is read (read-only, or through the
-database instance this process already has open) and never modified:
+``registry_aliases``, ``registry_alias_history``) of the offline store's DuckDB file in the data
+folder, ``offline.duckdb``. When :class:`~fti_assets.lib.registry.ModelRegistry` creates its
+SQLite file, that file is looked at; it is read (read-only, or through the database instance
+this process already has open) and never modified:
 
 * registry tables found: their rows are copied in the transaction that creates the SQLite schema;
 * no registry tables (an offline store that never held models): nothing to migrate;
@@ -27,7 +26,7 @@ import duckdb
 
 logger = logging.getLogger(__name__)
 
-LEGACY_FILES = ("registry.duckdb", "offline.duckdb")  # newest layout first
+LEGACY_FILES = ("offline.duckdb",)
 VERSIONS_TABLE = "registry_model_versions"
 ALIASES_TABLE = "registry_aliases"
 HISTORY_TABLE = "registry_alias_history"

@@ -624,10 +624,8 @@ def _legacy_data_dir(data_dir: Path, artifact: Path, file_name: str = "offline.d
     return sha
 
 
-@pytest.mark.parametrize("file_name", ["offline.duckdb", "registry.duckdb"])
-def test_a_legacy_registry_in_a_duckdb_file_is_migrated(
-    tmp_path: Path, artifact: Path, file_name: str
-) -> None:
+def test_a_legacy_registry_in_a_duckdb_file_is_migrated(tmp_path: Path, artifact: Path) -> None:
+    file_name = "offline.duckdb"
     sha = _legacy_data_dir(tmp_path, artifact, file_name)
     legacy_bytes = (tmp_path / file_name).read_bytes()
 
