@@ -14,9 +14,15 @@ export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test dev serve lint fmt bench bench-quick clean
+.PHONY: install system-packages demo test dev serve lint fmt bench bench-quick clean
 
-install: $(STAMP)
+install: $(STAMP) system-packages
+
+# Programs some features need from the system (Debian packages), installed with apt-get when
+# `make install` runs as root and they are missing; otherwise their tests skip, saying why.
+# One line per package: PACKAGE then the programs (on PATH, or paths/globs) that provide it.
+system-packages:
+	@scripts/system-packages.sh postgresql pg_ctl '/usr/lib/postgresql/*/bin/pg_ctl'
 
 $(UV):
 	$(PYTHON) -m venv .uv
