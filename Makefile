@@ -14,7 +14,8 @@ export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install system-packages demo test dev serve lint fmt bench bench-quick clean
+.PHONY: install system-packages demo test dev serve lint fmt bench bench-quick clean \
+	postgres-up postgres-down
 
 install: $(STAMP) system-packages
 
@@ -44,6 +45,15 @@ test: install
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The scale-out data layer on a local PostgreSQL server (docs/scale-out.md), chosen by FTI_PG_DIR
+# (.pg/), FTI_PG_PORT (5433), FTI_PG_USER (fti), FTI_PG_PASSWORD (empty: trust 127.0.0.1).
+# `postgres-up` prints the variables clients need: eval "$(make -s postgres-up)".
+postgres-up: install
+	@$(BIN)/python scripts/postgres.py up
+
+postgres-down: install
+	@$(BIN)/python scripts/postgres.py down
 
 serve: install
 	$(BIN)/fti serve --host 127.0.0.1 --port 8000
