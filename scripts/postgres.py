@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             server.start()
             print(
                 f"PostgreSQL {server.root} listens on 127.0.0.1:{server.port} (databases "
-                "dagster, lake); to use it in a shell:\n"
-                '  eval "$(.venv/bin/python scripts/postgres.py env)"',
+                'dagster, lake); to use it from a shell: eval "$(make -s postgres-up)"',
                 file=sys.stderr,
             )
         elif command == "down":
