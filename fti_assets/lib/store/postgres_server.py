@@ -269,8 +269,14 @@ class LocalPostgres:
             args, capture_output=True, text=True, cwd=self.root, check=False, **as_account
         )
         if check and result.returncode != 0:
+            as_whom = ""
+            if account is not None:
+                as_whom = (
+                    f" (run as {pwd.getpwuid(account[0]).pw_name}, since PostgreSQL refuses "
+                    f"root: that user must be able to reach {self.root}; FTI_PG_DIR moves it)"
+                )
             raise PostgresServerError(
-                f"`{' '.join(args)}` failed (exit {result.returncode}): "
+                f"`{' '.join(args)}` failed (exit {result.returncode}){as_whom}: "
                 f"{(result.stderr or result.stdout).strip()}{self._log_tail()}"
             )
         return result
