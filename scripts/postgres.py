@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         elif command == "down":
+            running = server.running_port() is not None
             server.stop()
-            print(f"PostgreSQL {server.root} stopped", file=sys.stderr)
+            state = "stopped" if running else "was not running"
+            print(f"PostgreSQL {server.root} {state}", file=sys.stderr)
             return 0
     except (PostgresNotFoundError, PostgresServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
