@@ -14,9 +14,17 @@ export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test soak dev serve lint fmt bench bench-quick clean
+.PHONY: install system-packages demo test soak dev serve lint fmt bench bench-quick clean \
+	postgres-up postgres-down dev-postgres
 
-install: $(STAMP)
+install: $(STAMP) system-packages
+
+# Programs some features need from the system (Debian packages), installed with apt-get when
+# `make install` runs as root and they are missing; otherwise their tests skip, saying why.
+# One line per package: PACKAGE then the programs (on PATH, or paths/globs) that provide it.
+system-packages:
+	@scripts/system-packages.sh postgresql pg_ctl '/usr/lib/postgresql/*/bin/pg_ctl'
+	@scripts/system-packages.sh chromium chromium chromium-browser
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -43,6 +51,27 @@ soak: install
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# The scale-out data layer on a local PostgreSQL server (docs/scale-out.md), chosen by FTI_PG_DIR
+# (.pg/), FTI_PG_PORT (5433), FTI_PG_USER (fti), FTI_PG_PASSWORD (empty: trust 127.0.0.1).
+# `postgres-up` prints the variables clients need: eval "$(make -s postgres-up)".
+PG_DAGSTER_HOME := $(CURDIR)/.dagster_home_pg
+
+postgres-up: install
+	@$(BIN)/python scripts/postgres.py up
+
+postgres-down: install
+	@$(BIN)/python scripts/postgres.py down
+
+# Dagster's runs/event log/schedules AND the lake's catalog on that server; the lake's Parquet
+# files under FTI_LAKE_DATA_PATH (default: lake_postgres/data/ in FTI_DATA_DIR).
+$(PG_DAGSTER_HOME)/dagster.yaml: dagster.yaml dagster-postgres.yaml
+	@mkdir -p $(PG_DAGSTER_HOME)
+	cat dagster.yaml dagster-postgres.yaml > $@
+
+dev-postgres: postgres-up $(PG_DAGSTER_HOME)/dagster.yaml
+	eval "$$($(BIN)/python scripts/postgres.py env)" && DAGSTER_HOME=$(PG_DAGSTER_HOME) \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
 serve: install
 	$(BIN)/fti serve --host 127.0.0.1 --port 8000
 
@@ -61,4 +90,4 @@ bench-quick: install
 	$(BIN)/python -m benchmarks.run --scale quick --out .bench/BENCHMARKS.quick.md
 
 clean:
-	rm -rf data .dagster_home dbt_project/target dbt_project/logs .pytest_cache .ruff_cache .bench
+	rm -rf data .dagster_home .dagster_home_pg dbt_project/target dbt_project/logs .pytest_cache .ruff_cache .bench

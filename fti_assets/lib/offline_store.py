@@ -53,6 +53,10 @@ _RETRYABLE = re.compile(
     r"deadlock|PRIMARY KEY or UNIQUE constraint|duplicate key",
     re.IGNORECASE,
 )
+# Processes attaching a new Postgres-catalogued lake at once all try to create its tables (one
+# transaction each); one that checks before the winner commits and creates after fails so.
+# Attaching again finds the winner's complete catalog.
+_POSTGRES_CATALOG_CREATED = re.compile(r'relation "ducklake_\w+" already exists')
 
 
 class LakeCommitError(RuntimeError):
@@ -164,7 +168,8 @@ def connect(
         with _creation_lock(lake) as new_catalog:
             if new_catalog:
                 _create_wal_catalog(Path(lake.target))
-            _retry(lambda: con.execute(attach), f"attach {lake.describe()}", timeout_s)
+            retryable = _postgres_attach_retryable if lake.kind == "postgres" else is_retryable
+            _retry(lambda: con.execute(attach), f"attach {lake.describe()}", timeout_s, retryable)
         con.execute(f"USE {LAKE_ALIAS}")
     except duckdb.InvalidInputException as exc:
         con.close()
@@ -217,14 +222,23 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and bool(_RETRYABLE.search(str(exc)))
 
 
-def _retry(operation: Callable[[], T], what: str, timeout_s: float) -> T:
+def _postgres_attach_retryable(exc: BaseException) -> bool:
+    return is_retryable(exc) or bool(_POSTGRES_CATALOG_CREATED.search(str(exc)))
+
+
+def _retry(
+    operation: Callable[[], T],
+    what: str,
+    timeout_s: float,
+    retryable: Callable[[BaseException], bool] = is_retryable,
+) -> T:
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:
         try:
             return operation()
         except duckdb.Error as exc:
-            if not is_retryable(exc) or time.monotonic() > deadline:
+            if not retryable(exc) or time.monotonic() > deadline:
                 raise
             log.debug("%s: %s; retrying", what, exc)
             time.sleep(delay * (1 + random.random()))
