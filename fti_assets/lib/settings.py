@@ -7,6 +7,7 @@ online store and one data folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -109,7 +110,9 @@ class LakeConfig:
 def lake_from_env(data_dir: Path) -> LakeConfig:
     """The lake named by FTI_LAKE_CATALOG / FTI_LAKE_DATA_PATH, defaulting to ``data_dir/lake``.
 
-    A bare path as the catalog means a SQLite catalog file.
+    A bare path as the catalog means a SQLite catalog file. A catalog named without a data path
+    gets a data folder of its own (next to a SQLite catalog file; under ``data_dir/lake`` for a
+    Postgres one).
     """
     if os.environ.get("FTI_DUCKDB_PATH"):
         raise LegacySettingError(
@@ -122,10 +125,23 @@ def lake_from_env(data_dir: Path) -> LakeConfig:
     catalog = os.environ.get("FTI_LAKE_CATALOG") or default.catalog
     if catalog.partition(":")[0] not in CATALOG_KINDS:
         catalog = f"sqlite:{Path(catalog).resolve()}"
-    data_path = os.environ.get("FTI_LAKE_DATA_PATH") or default.data_path
+    data_path = os.environ.get("FTI_LAKE_DATA_PATH") or _data_path_for(catalog, default)
     if "://" not in data_path:
         data_path = f"{Path(data_path).resolve()}/"
     return LakeConfig(catalog=catalog, data_path=data_path)
+
+
+def _data_path_for(catalog: str, default: LakeConfig) -> str:
+    """A data folder of its own for a catalog named without FTI_LAKE_DATA_PATH: two lakes must
+    never share one, or each one's orphan-file cleanup would delete the other's files."""
+    if catalog == default.catalog:
+        return default.data_path
+    kind, _, target = catalog.partition(":")
+    if kind == "sqlite":
+        path = Path(target)
+        return f"{path.with_name(path.stem + '_data')}/"
+    digest = hashlib.sha256(catalog.encode()).hexdigest()[:12]
+    return f"{Path(default.data_path).parent / f'{kind}-{digest}'}/"
 
 
 @dataclass(frozen=True)

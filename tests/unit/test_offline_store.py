@@ -217,7 +217,13 @@ def test_settings_name_the_lake_and_refuse_the_old_variable(
     assert default.catalog == f"sqlite:{tmp_path / 'lake' / 'catalog.sqlite'}"
     assert default.data_path == f"{tmp_path / 'lake' / 'data'}/"
 
+    monkeypatch.setenv("FTI_LAKE_CATALOG", "postgres:dbname=lake host=127.0.0.1")
+    alone = lake_from_env(tmp_path)  # a catalog without a data path gets its own data folder
+    assert alone.data_path.startswith(f"{tmp_path / 'lake'}/postgres-")
+    assert alone.data_path != default.data_path
+
     monkeypatch.setenv("FTI_LAKE_CATALOG", str(tmp_path / "cat.sqlite"))  # a bare path: SQLite
+    assert lake_from_env(tmp_path).data_path == f"{tmp_path / 'cat_data'}/"
     monkeypatch.setenv("FTI_LAKE_DATA_PATH", "s3://bucket/lake/")
     custom = lake_from_env(tmp_path)
     assert custom == LakeConfig(f"sqlite:{tmp_path / 'cat.sqlite'}", "s3://bucket/lake/")
