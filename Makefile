@@ -17,23 +17,18 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 REDIS_DIR := .redis
 REDIS_PORT ?= 6379
 
-.PHONY: install redis-server demo test dev serve stream redis-up redis-down lint fmt bench \
-	bench-quick clean
+.PHONY: install system-packages demo test soak dev serve stream redis-up redis-down lint fmt \
+	bench bench-quick clean postgres-up postgres-down dev-postgres
 
-install: $(STAMP) redis-server
+install: $(STAMP) system-packages
 
-# The Redis online store, event log and test fixtures need Debian's redis-server. Installed with
-# apt-get when it is missing and make runs as root; otherwise the Redis tests skip and say why.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing redis-server (Debian package)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-				redis-server >/dev/null; \
-		else \
-			echo "note: redis-server is not installed and make is not root; the Redis tests" \
-				"will skip (as root: apt-get install redis-server)"; \
-		fi; }
+# Programs some features need from the system (Debian packages), installed with apt-get when
+# `make install` runs as root and they are missing; otherwise their tests skip, saying why.
+# One line per package: PACKAGE then the programs (on PATH, or paths/globs) that provide it.
+system-packages:
+	@scripts/system-packages.sh postgresql pg_ctl '/usr/lib/postgresql/*/bin/pg_ctl'
+	@scripts/system-packages.sh chromium chromium chromium-browser
+	@scripts/system-packages.sh redis-server redis-server
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -53,8 +48,33 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(BIN)/pytest -n 2 --dist loadgroup
 
+# Crash trials (tests/crash): 20 SIGKILLs per kind instead of make test's 3, a line per kind.
+soak: install
+	FTI_CRASH_TRIALS=20 $(BIN)/pytest tests/crash -q -s
+
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The scale-out data layer on a local PostgreSQL server (docs/scale-out.md), chosen by FTI_PG_DIR
+# (.pg/), FTI_PG_PORT (5433), FTI_PG_USER (fti), FTI_PG_PASSWORD (empty: trust 127.0.0.1).
+# `postgres-up` prints the variables clients need: eval "$(make -s postgres-up)".
+PG_DAGSTER_HOME := $(CURDIR)/.dagster_home_pg
+
+postgres-up: install
+	@$(BIN)/python scripts/postgres.py up
+
+postgres-down: install
+	@$(BIN)/python scripts/postgres.py down
+
+# Dagster's runs/event log/schedules AND the lake's catalog on that server; the lake's Parquet
+# files under FTI_LAKE_DATA_PATH (default: lake_postgres/data/ in FTI_DATA_DIR).
+$(PG_DAGSTER_HOME)/dagster.yaml: dagster.yaml dagster-postgres.yaml
+	@mkdir -p $(PG_DAGSTER_HOME)
+	cat dagster.yaml dagster-postgres.yaml > $@
+
+dev-postgres: postgres-up $(PG_DAGSTER_HOME)/dagster.yaml
+	eval "$$($(BIN)/python scripts/postgres.py env)" && DAGSTER_HOME=$(PG_DAGSTER_HOME) \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 serve: install
 	$(BIN)/fti serve --host 127.0.0.1 --port 8000
@@ -65,7 +85,7 @@ stream: install
 
 # A redis-server for development on 127.0.0.1:$(REDIS_PORT) (data in $(REDIS_DIR)/, append-only
 # file on). Then: FTI_ONLINE_URL=redis://127.0.0.1:$(REDIS_PORT)/0 (and FTI_EVENT_LOG_URL).
-redis-up: redis-server
+redis-up: system-packages
 	@mkdir -p $(REDIS_DIR)
 	redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --dir $(CURDIR)/$(REDIS_DIR) \
 		--appendonly yes --pidfile $(CURDIR)/$(REDIS_DIR)/redis.pid \
@@ -90,5 +110,5 @@ bench-quick: install
 	$(BIN)/python -m benchmarks.run --scale quick --out .bench/BENCHMARKS.quick.md
 
 clean:
-	rm -rf data .dagster_home dbt_project/target dbt_project/logs .pytest_cache .ruff_cache .bench \
-		$(REDIS_DIR)
+	rm -rf data .dagster_home .dagster_home_pg dbt_project/target dbt_project/logs .pytest_cache \
+		.ruff_cache .bench $(REDIS_DIR)

@@ -20,6 +20,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from benchmarks.common import Section, cli_main
+from fti_assets.lib.offline_store import lake_environment
+from fti_assets.lib.settings import LakeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -37,8 +39,9 @@ def _env(data_dir: Path, days: int) -> dict[str, str]:
     return {
         **os.environ,
         "FTI_DATA_DIR": str(data_dir),
-        "FTI_DUCKDB_PATH": str(data_dir / "offline.duckdb"),
+        **lake_environment(LakeConfig.under(data_dir / "lake")),
         "FTI_ONLINE_PATH": str(data_dir / "online.sqlite"),
+        "FTI_REGISTRY_PATH": str(data_dir / "registry.sqlite"),
         "FTI_START_DATE": START.isoformat(),
         "FTI_END_DATE": end.isoformat(),
         "DAGSTER_HOME": str(data_dir / "dagster_home"),
@@ -145,7 +148,6 @@ def run(scale: str) -> list[Section]:
         ]
         dbt_env = {
             **env,
-            "FTI_DUCKDB_PATH": str(data / "offline.duckdb"),
             "FTI_WINDOW_START": START.isoformat(),
             "FTI_WINDOW_END": end.isoformat(),
         }
@@ -241,7 +243,14 @@ def _demo_and_load_times(scale: str) -> Section:
     if scale == "full":
         with tempfile.TemporaryDirectory(prefix="fti-bench-demo-") as tmp:
             env = {**os.environ, "FTI_DATA_DIR": tmp, "DAGSTER_HOME": f"{tmp}/dagster_home"}
-            for var in ("FTI_DUCKDB_PATH", "FTI_ONLINE_PATH", "FTI_START_DATE", "FTI_END_DATE"):
+            for var in (
+                "FTI_LAKE_CATALOG",
+                "FTI_LAKE_DATA_PATH",
+                "FTI_ONLINE_PATH",
+                "FTI_REGISTRY_PATH",
+                "FTI_START_DATE",
+                "FTI_END_DATE",
+            ):
                 env.pop(var, None)
             os.makedirs(env["DAGSTER_HOME"])
             shutil.copy(ROOT / "dagster.yaml", env["DAGSTER_HOME"])

@@ -94,7 +94,7 @@ _HEALTH_REQUEST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 def build_data(root: Path, cards: int, merchants: int, trees: int) -> Settings:
     """Online store + a promoted model under ``root``; returns the service's settings."""
-    settings = Settings(root, root / "offline.duckdb", root / "online.sqlite")
+    settings = Settings.for_data_dir(root)
     rng = np.random.default_rng(0)
     keys = {
         "card_id": [f"card_{i:06d}" for i in range(cards)],
@@ -110,7 +110,7 @@ def build_data(root: Path, cards: int, merchants: int, trees: int) -> Settings:
                 times = [REQUEST_TIME - timedelta(minutes=int(m)) for m in minutes_back]
             store.write_group(spec, random_group_frame(spec, ids, times, seed))
     trained = train_small_model(root / "artifact", seed=1, n_estimators=trees)
-    registry = ModelRegistry(settings.duckdb_path, settings.layout.models_dir)
+    registry = ModelRegistry(settings.registry_path, settings.layout.models_dir)
     registry.promote("fraud_model", register(registry, trained))
     return settings
 
@@ -458,7 +458,8 @@ class Server:
         env = {
             **os.environ,
             "FTI_DATA_DIR": str(settings.data_dir),
-            "FTI_DUCKDB_PATH": str(settings.duckdb_path),
+            "FTI_LAKE_CATALOG": settings.lake.catalog,
+            "FTI_LAKE_DATA_PATH": settings.lake.data_path,
             "FTI_ONLINE_PATH": str(settings.online_path),
             "FTI_ONLINE_URL": settings.online_url,
             "FTI_EVENT_LOG_URL": settings.event_log_url,

@@ -20,6 +20,7 @@ Run alone: ``python -m benchmarks.bench_streaming --scale quick``.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import random
@@ -496,10 +497,12 @@ def _settings_on(backend: Backend, template: Settings, root: Path) -> Settings:
         ):
             for spec in online_groups():
                 target.write_group(spec, source.latest(spec.name))
-    online_path = data_dir / "online.sqlite"
-    online_url = sqlite_url(online_path) if backend.name == SQLITE else backend.online_url
-    log_url = sqlite_url(data_dir / "events.sqlite") if backend.name == SQLITE else backend.log_url
-    return Settings(data_dir, data_dir / "offline.duckdb", online_path, online_url, log_url)
+    settings = Settings.for_data_dir(data_dir)
+    if backend.name == SQLITE:
+        return settings
+    return dataclasses.replace(
+        settings, online_url_setting=backend.online_url, event_log_url_setting=backend.log_url
+    )
 
 
 def service_section(sizes: dict[str, Any], workdir: Path) -> Section:

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from contextlib import AbstractContextManager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -163,8 +163,20 @@ def _parse_key(raw: str) -> tuple[str, str]:
 def features_get(
     group: Annotated[str, typer.Argument(help="Feature group name.")],
     keys: Annotated[list[str], typer.Argument(help="Entity key(s) as KEY=VALUE.")],
+    snapshot: Annotated[
+        int | None,
+        typer.Option(help="Read the offline store as it was at this lake snapshot id."),
+    ] = None,
+    snapshot_time: Annotated[
+        str | None,
+        typer.Option(help="Read the offline store as it was at this commit time (ISO, UTC)."),
+    ] = None,
 ) -> None:
-    """Print the online row of one entity as JSON (exit code 1 when not found)."""
+    """Print one entity's newest row as JSON (exit code 1 when not found): from the online
+    store, or with --snapshot / --snapshot-time from the offline store as it was then."""
+    if snapshot is not None or snapshot_time is not None:
+        _offline_get(group, keys, snapshot, snapshot_time)
+        return
     from fti_assets.lib.online_store import NotFound, OnlineStoreError, open_online_store
 
     try:
@@ -195,6 +207,94 @@ def features_get(
             default=str,
         )
     )
+
+
+def _offline_get(
+    group: str, keys: list[str], snapshot: int | None, snapshot_time: str | None
+) -> None:
+    from fti_assets.lib.feature_groups import FEATURE_GROUPS
+    from fti_assets.lib.feature_pipelines import read_group
+    from fti_assets.lib.offline_store import OfflineStoreMissingError
+
+    spec = FEATURE_GROUPS.get(group)
+    if spec is None:
+        console.print(
+            f"[red]unknown feature group {group!r}; expected one of {sorted(FEATURE_GROUPS)}[/red]"
+        )
+        raise typer.Exit(2)
+    wanted = dict(_parse_key(k) for k in keys)
+    at = _parse_time(snapshot_time) if snapshot_time else None
+    try:
+        rows = read_group(
+            Settings.from_env().lake, spec, wanted, snapshot=snapshot, snapshot_time=at
+        )
+    except (LookupError, OfflineStoreMissingError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    found = rows.height > 0
+    payload = {
+        "group": group,
+        "version": spec.version,
+        "keys": wanted,
+        "found": found,
+        "snapshot": snapshot,
+        "snapshot_time": snapshot_time,
+    }
+    if found:
+        row = rows.row(0, named=True)
+        payload["event_time"] = row.pop(spec.event_time).isoformat()
+        payload["features"] = {k: v for k, v in row.items() if k not in spec.entity_keys}
+    typer.echo(json.dumps(payload, indent=2, default=str))
+    if not found:
+        raise typer.Exit(1)
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO date-time, e.g. 2026-10-01T12:00:00+00:00"
+        ) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@app.command()
+def sql(
+    query: Annotated[
+        str, typer.Argument(help="SQL to run; the lake's tables are the default database.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+    max_rows: Annotated[int, typer.Option(help="Rows to print at most (0 = all).")] = 100,
+) -> None:
+    """Run a READ-ONLY query against the offline store (works while pipelines write).
+
+    Every lake table is there by name (`fti sql "select count(*) from raw_transactions"`);
+    `from lake.snapshots()` lists the snapshots, `select * from t AT (VERSION => 12)` reads one.
+    """
+    import duckdb
+
+    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
+
+    try:
+        with connection(Settings.from_env().lake, read_only=True) as con:
+            relation = con.sql(query)
+            if relation is None:
+                typer.echo("ok")
+                return
+            columns = relation.columns
+            rows = relation.fetchall() if max_rows == 0 else relation.fetchmany(max_rows + 1)
+    except (duckdb.Error, OfflineStoreMissingError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    truncated = max_rows != 0 and len(rows) > max_rows
+    records = [dict(zip(columns, row, strict=True)) for row in rows[: max_rows or None]]
+    if as_json:
+        typer.echo(json.dumps(records, indent=2, default=str))
+    else:
+        _print_table(records)
+    if truncated:
+        console.print(f"(first {max_rows} rows; --max-rows 0 prints all)", style="dim")
 
 
 @datasets_app.command("list")
@@ -242,7 +342,7 @@ def _offline_connection() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     """The offline store, read-only: the one place the CLI opens it for the stream."""
     from fti_assets.lib.offline_store import connection
 
-    return connection(Settings.from_env().duckdb_path, read_only=True)
+    return connection(Settings.from_env().lake, read_only=True)
 
 
 @app.command()
@@ -292,8 +392,14 @@ def stream(
     )
     history = []
     if bootstrap:
-        with _offline_connection() as con:
-            history = bootstrap_transactions(con)
+        from fti_assets.lib.offline_store import OfflineStoreMissingError
+
+        try:
+            with _offline_connection() as con:
+                history = bootstrap_transactions(con)
+        except (LookupError, OfflineStoreMissingError) as exc:
+            console.print(f"[red]cannot bootstrap the card windows: {exc}[/red]")
+            raise typer.Exit(2) from exc
     stop = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.append(True))
@@ -348,7 +454,7 @@ def _registry():
     from fti_assets.lib.registry import ModelRegistry
 
     settings = Settings.from_env()
-    return ModelRegistry(settings.duckdb_path, settings.layout.models_dir)
+    return ModelRegistry(settings.registry_path, settings.layout.models_dir)
 
 
 def _version_row(v) -> dict:
@@ -416,12 +522,10 @@ def models_rollback(
 def models_reproduce(name: str, version: int) -> None:
     """Rebuild the version's dataset, retrain with its params, compare the hashes
     (exit code 1 if the model sha256 differs)."""
-    from fti_assets.lib.offline_store import connection
     from fti_assets.lib.reproduce import reproduce
 
     settings = Settings.from_env()
-    with connection(settings.duckdb_path) as con:
-        report = reproduce(_registry(), con, settings.layout.datasets_dir, name, version)
+    report = reproduce(_registry(), settings.lake, settings.layout.datasets_dir, name, version)
     console.print(
         f"dataset {report.dataset_version}: content hash "
         + ("[green]matches[/green]" if report.dataset_matches else "[red]differs[/red]")

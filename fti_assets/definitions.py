@@ -6,6 +6,7 @@ from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
 from fti_assets.defs.inference import assets as inference_assets
 from fti_assets.defs.ingest import assets as ingest_assets
+from fti_assets.defs.maintenance import assets as maintenance_assets
 from fti_assets.defs.streaming import assets as streaming_assets
 from fti_assets.defs.streaming import sensors as streaming_sensors
 from fti_assets.defs.training import assets as training_assets
@@ -26,8 +27,10 @@ defs = dg.Definitions(
         training_assets.fraud_model_champion,
         inference_assets.fraud_predictions,
         inference_assets.inference_log,
+        maintenance_assets.lake_maintenance,
         *streaming_assets.streaming_assets,
     ],
+    schedules=[maintenance_assets.lake_maintenance_schedule],
     asset_checks=[
         *feature_checks.feature_contract_checks,
         *feature_checks.online_checks,

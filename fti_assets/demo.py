@@ -40,7 +40,9 @@ def materialize_graph(
     if selection is None:
         # One run takes one partition window: leave out assets partitioned by another
         # calendar (the real-time inference log), they are materialized on their own.
-        selection = dg.AssetSelection.all() - dg.AssetSelection.assets("inference_log")
+        selection = dg.AssetSelection.all() - dg.AssetSelection.assets(
+            "inference_log", "lake_maintenance"
+        )
     return dg.materialize(
         assets,
         instance=instance,
@@ -141,8 +143,8 @@ def run_demo(console: Console) -> dg.ExecuteInProcessResult:
         "  make stream   → streaming card features: event log → online store, per transaction\n"
         "  fti features list | fti features get card_profile_features card_id=c0000001\n"
         "  fti datasets list | fti models list\n"
-        f"  data: {settings.data_dir} (offline store {settings.duckdb_path.name}, datasets/, "
-        f"models/, reports/); online store {display_url(settings.online_url)}"
+        f"  data: {settings.data_dir} (offline store: {settings.lake.describe()}; online store "
+        f"{display_url(settings.online_url)}; datasets/, models/, reports/)"
     )
     if not result.success:
         raise SystemExit(1)

@@ -10,26 +10,33 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from fti_assets.lib.offline_store import connect
+from fti_assets.lib.offline_store import connection
 from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
 from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import DataLayout, Settings
+from fti_assets.lib.settings import DataLayout, LakeConfig, Settings
 from fti_assets.lib.store_urls import backend_of, display_url
 from fti_assets.lib.streaming.event_log import EventLog, open_event_log
 
 
 class OfflineStoreResource(dg.ConfigurableResource):
-    """The DuckDB offline store (FTI_DUCKDB_PATH). Writers run in the ``offline_store`` pool."""
+    """The offline store: a DuckLake whose catalog is FTI_LAKE_CATALOG (``sqlite:<file>`` or
+    ``postgres:<connection string>``) and whose Parquet files are under FTI_LAKE_DATA_PATH.
+    Many processes read and write it at once; each commit is an atomic snapshot."""
 
-    path: str
+    catalog: str
+    data_path: str
+
+    @property
+    def lake(self) -> LakeConfig:
+        return LakeConfig(catalog=self.catalog, data_path=self.data_path)
 
     @contextmanager
-    def connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = connect(self.path, read_only=read_only)
-        try:
+    def connection(
+        self, read_only: bool = False, snapshot: int | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the lake; ``snapshot`` pins it (read-only) to that snapshot id."""
+        with connection(self.lake, read_only=read_only, snapshot=snapshot) as con:
             yield con
-        finally:
-            con.close()
 
 
 class DataDirResource(dg.ConfigurableResource):
@@ -81,13 +88,13 @@ class EventLogResource(dg.ConfigurableResource):
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
-    """The model registry: tables in the offline store plus artifacts under FTI_DATA_DIR/models."""
+    """The model registry: a SQLite file (FTI_REGISTRY_PATH) plus artifacts under models_dir."""
 
-    duckdb_path: str
+    path: str
     models_dir: str
 
     def registry(self) -> ModelRegistry:
-        return ModelRegistry(Path(self.duckdb_path), Path(self.models_dir))
+        return ModelRegistry(Path(self.path), Path(self.models_dir))
 
 
 class ModelGatesResource(dg.ConfigurableResource):
@@ -99,23 +106,24 @@ class ModelGatesResource(dg.ConfigurableResource):
     min_slice_positives: int = 15
 
 
-def _env_or(name: str, default: Path | str) -> str | dg.EnvVar:
-    """Read from the env var (shown as such in the UI) when set, else the default value."""
-    return dg.EnvVar(name) if os.environ.get(name) else str(default)
+def _env_or(name: str, value: Path | str) -> str | dg.EnvVar:
+    """The env var (shown as such in the UI) when it holds exactly ``value``, else the value."""
+    return dg.EnvVar(name) if os.environ.get(name) == str(value) else str(value)
 
 
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     settings = settings or Settings.from_env()
     return {
         "offline_store": OfflineStoreResource(
-            path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path)
+            catalog=_env_or("FTI_LAKE_CATALOG", settings.lake.catalog),
+            data_path=_env_or("FTI_LAKE_DATA_PATH", settings.lake.data_path),
         ),
         "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
         "online_store": OnlineStoreResource(url=_env_or("FTI_ONLINE_URL", settings.online_url)),
         "event_log": EventLogResource(url=_env_or("FTI_EVENT_LOG_URL", settings.event_log_url)),
         "model_gates": ModelGatesResource(),
         "model_registry": ModelRegistryResource(
-            duckdb_path=_env_or("FTI_DUCKDB_PATH", settings.duckdb_path),
+            path=_env_or("FTI_REGISTRY_PATH", settings.registry_path),
             models_dir=str(settings.layout.models_dir),
         ),
     }

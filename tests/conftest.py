@@ -40,8 +40,10 @@ def data_layer(tmp_path: Path, tiny_landing: Path, monkeypatch: pytest.MonkeyPat
     data_dir = tmp_path / "data"
     shutil.copytree(tiny_landing, data_dir)
     monkeypatch.setenv("FTI_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("FTI_DUCKDB_PATH", str(data_dir / "offline.duckdb"))
+    monkeypatch.delenv("FTI_LAKE_CATALOG", raising=False)  # the lake: data_dir/lake
+    monkeypatch.delenv("FTI_LAKE_DATA_PATH", raising=False)
     monkeypatch.setenv("FTI_ONLINE_PATH", str(data_dir / "online.sqlite"))
+    monkeypatch.setenv("FTI_REGISTRY_PATH", str(data_dir / "registry.sqlite"))
     return data_dir
 
 

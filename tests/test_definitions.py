@@ -46,6 +46,7 @@ def test_asset_graph_snapshot() -> None:
         "fraud_model_evaluation": "training",
         "fraud_model_champion": "training",
         "fraud_predictions": "inference",
+        "lake_maintenance": "maintenance",
         "transaction_event_log": "streaming",
         "streaming_card_features": "streaming",
         "prediction_service": "streaming",

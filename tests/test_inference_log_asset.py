@@ -50,7 +50,7 @@ def test_inference_log_partition_is_loaded_and_replaced(data_layer: Path) -> Non
             [inference_log], resources=resources, partition_key=now.date().isoformat()
         )
         assert result.success
-    con = connect(data_layer / "offline.duckdb", read_only=True)
+    con = connect(Settings.from_env().lake, read_only=True)
     rows = read_frame(con, "select transaction_id, model_version, features from inference_log")
     con.close()
     assert sorted(rows["transaction_id"].to_list()) == [f"t{i}" for i in range(5)]

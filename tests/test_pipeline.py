@@ -6,16 +6,15 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import connect, connection, read_frame
+from fti_assets.lib.offline_store import connect, read_frame
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.reproduce import reproduce
-from fti_assets.lib.settings import Settings
+from fti_assets.lib.settings import LakeConfig, Settings
 from fti_assets.resources import ModelGatesResource, default_resources
 from tests.conftest import TINY_DAYS, TINY_START
 
@@ -88,9 +87,13 @@ def _run(
     )
 
 
-def _tables(path: Path) -> dict[str, list[tuple]]:
+def _lake() -> LakeConfig:
+    return Settings.from_env().lake
+
+
+def _tables(lake: LakeConfig) -> dict[str, list[tuple]]:
     """Every feature-group table, sorted, for exact comparisons."""
-    con = connect(path, read_only=True)
+    con = connect(lake, read_only=True)
     try:
         out = {}
         for spec in FEATURE_GROUPS.values():
@@ -124,8 +127,7 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         failed = [k for k, passed in _checks(result).items() if not passed]
         assert not failed, failed
 
-        db = data_layer / "offline.duckdb"
-        con = connect(db, read_only=True)
+        con = connect(_lake(), read_only=True)
         counts = read_frame(
             con,
             "select (select count(*) from raw_transactions) as tx, "
@@ -139,7 +141,8 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         assert counts["tx"] == manifest["counts"]["transactions"]
         assert counts["predicted"] == counts["tx"]  # every accepted transaction is scored
 
-        registry = ModelRegistry(db, data_layer / "models")
+        settings = Settings.from_env()
+        registry = ModelRegistry(settings.registry_path, settings.layout.models_dir)
         assert registry.resolve("fraud_model", "champion").version == 1  # first model passes
         evaluation = _materialized(result, "fraud_model_evaluation")
         assert evaluation["test_pr_auc"] > 0 and evaluation["oracle_pr_auc"] > 0
@@ -147,8 +150,7 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
 
         # `fti models reproduce`: rebuilding the dataset version and retraining gives the same
         # dataset content hash and a byte-identical model.
-        with connection(db) as con:
-            report = reproduce(registry, con, data_layer / "datasets", "fraud_model", 1)
+        report = reproduce(registry, _lake(), data_layer / "datasets", "fraud_model", 1)
         assert report.dataset_matches and report.model_matches
 
         # A worse challenger is stopped by the gate, marked rejected, never champion.
@@ -177,7 +179,7 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         assert registry.resolve("fraud_model", "champion").version == 3
         rescored = _run(TINY_END, TINY_END, selection=["fraud_predictions"], instance=instance)
         assert _materialized(rescored, "fraud_predictions")["model_version"] == 3
-        con = connect(db, read_only=True)
+        con = connect(_lake(), read_only=True)
         versions = read_frame(
             con,
             "select model_version, count(*) as n from fraud_predictions "
@@ -190,10 +192,10 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
 
 def test_rematerializing_is_idempotent(data_layer: Path) -> None:
     assert _run(selection=FEATURE_PIPELINES).success
-    before = _tables(data_layer / "offline.duckdb")
+    before = _tables(_lake())
     assert all(rows for rows in before.values())
     assert _run(selection=FEATURE_PIPELINES).success
-    assert _tables(data_layer / "offline.duckdb") == before  # nothing appended twice
+    assert _tables(_lake()) == before  # nothing appended twice
 
 
 def test_incremental_days_equal_a_full_refresh(
@@ -207,11 +209,12 @@ def test_incremental_days_equal_a_full_refresh(
         (middle + timedelta(1), TINY_END),
     ]:
         assert _run(start, end, selection=FEATURE_PIPELINES).success
-    incremental = _tables(data_layer / "offline.duckdb")
+    incremental = _tables(_lake())
 
     # ...gives the same feature groups as one run over every day on a fresh store.
-    fresh = tmp_path / "fresh.duckdb"
-    monkeypatch.setenv("FTI_DUCKDB_PATH", str(fresh))
+    fresh = LakeConfig.under(tmp_path / "fresh")
+    monkeypatch.setenv("FTI_LAKE_CATALOG", fresh.catalog)
+    monkeypatch.setenv("FTI_LAKE_DATA_PATH", fresh.data_path)
     assert _run(selection=FEATURE_PIPELINES).success
     assert _tables(fresh) == incremental
 
@@ -221,7 +224,7 @@ def test_failing_blocking_contract_stops_downstream(data_layer: Path) -> None:
         selection=["raw_cards", "raw_merchants", "stg_cards", "card_profile_features"]
     ).success
     # Corrupt the feature group: a duplicate (card_id, event_time) row breaks its contract.
-    con = duckdb.connect(str(data_layer / "offline.duckdb"))
+    con = connect(_lake())
     con.execute(
         "insert into card_profile_features_v1 select * from card_profile_features_v1 limit 1"
     )
@@ -261,7 +264,7 @@ def test_ui_runs_execute_steps_in_forked_processes(data_layer: Path, tmp_path: P
                 event.pid for event in result.all_events if event.event_type_value == "STEP_START"
             }
     assert len(step_pids) == 2 and os.getpid() not in step_pids  # each step in its own process
-    con = connect(data_layer / "offline.duckdb", read_only=True)
+    con = connect(_lake(), read_only=True)
     try:
         counts = {
             table: con.execute(f"select count(*) from {table}").fetchall()[0][0]

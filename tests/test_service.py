@@ -7,6 +7,7 @@ versions of ``fraud_model``, version 1 promoted to champion.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -63,7 +64,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, models: list[TrainResult]
     """A data folder, built once: the online store and both versions, version 1 champion."""
     data_dir = tmp_path_factory.mktemp("service-template") / "data"
     write_online_store(data_dir / "online.sqlite", group_tables()).close()
-    registry = ModelRegistry(data_dir / "offline.duckdb", data_dir / "models")
+    registry = ModelRegistry(data_dir / "registry.sqlite", data_dir / "models")
     for trained in models:
         register(registry, trained)
     registry.promote("fraud_model", 1)
@@ -81,12 +82,12 @@ def copy_data(template: Path, data_dir: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, template: Path) -> Settings:
     data_dir = copy_data(template, tmp_path / "data")
-    return Settings(data_dir, data_dir / "offline.duckdb", data_dir / "online.sqlite")
+    return Settings.for_data_dir(data_dir)
 
 
 @pytest.fixture
 def registry(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.duckdb_path, settings.layout.models_dir)
+    return ModelRegistry(settings.registry_path, settings.layout.models_dir)
 
 
 @pytest.fixture
@@ -315,7 +316,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 
 def test_without_model_or_online_store_predictions_are_503(tmp_path: Path) -> None:
     data_dir = tmp_path / "empty"
-    settings = Settings(data_dir, data_dir / "offline.duckdb", data_dir / "online.sqlite")
+    settings = Settings.for_data_dir(data_dir)
     with TestClient(create_app(settings, alias_check_interval_s=0)) as client:
         response = client.post("/predict", json=BODY)
         assert response.status_code == 503
@@ -331,7 +332,7 @@ def test_without_model_or_online_store_predictions_are_503(tmp_path: Path) -> No
 def test_missing_online_store_is_503_and_picked_up_once_written(
     settings: Settings, tmp_path: Path
 ) -> None:
-    late = Settings(settings.data_dir, settings.duckdb_path, tmp_path / "late" / "online.sqlite")
+    late = dataclasses.replace(settings, online_path=tmp_path / "late" / "online.sqlite")
     with TestClient(create_app(late, alias_check_interval_s=0)) as client:
         response = client.post("/predict", json=BODY)
         assert response.status_code == 503
@@ -345,10 +346,10 @@ def test_missing_online_store_is_503_and_picked_up_once_written(
 def test_a_broken_new_champion_leaves_the_previous_one_serving(
     client: TestClient, registry: ModelRegistry
 ) -> None:
+    registry.promote("fraud_model", 2)  # verified now, altered before the service loads it
     transforms = registry.get("fraud_model", 2).artifact_path / "transforms.json"
     transforms.chmod(0o644)
     transforms.write_text(transforms.read_text() + " ")
-    registry.promote("fraud_model", 2)
     response = client.post("/predict", json=BODY)
     assert response.status_code == 200
     assert response.json()["model_version"] == 1
@@ -364,7 +365,7 @@ def test_an_online_store_without_a_group_is_not_ready(tmp_path: Path, template: 
     tables = group_tables()
     with OnlineStore(partial) as store:
         store.write_group(CARD_PROFILE_FEATURES, tables[CARD_PROFILE_FEATURES.name])
-    settings = Settings(data_dir, data_dir / "offline.duckdb", partial)
+    settings = dataclasses.replace(Settings.for_data_dir(data_dir), online_path=partial)
     with TestClient(create_app(settings)) as client:
         ready = client.get("/ready")
         assert ready.status_code == 503
@@ -472,8 +473,10 @@ def test_uvicorn_process_serves_and_flushes_the_log_on_sigterm(settings: Setting
     env = {
         **os.environ,
         "FTI_DATA_DIR": str(settings.data_dir),
-        "FTI_DUCKDB_PATH": str(settings.duckdb_path),
+        "FTI_LAKE_CATALOG": settings.lake.catalog,
+        "FTI_LAKE_DATA_PATH": settings.lake.data_path,
         "FTI_ONLINE_PATH": str(settings.online_path),
+        "FTI_REGISTRY_PATH": str(settings.registry_path),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "fti_assets.service.server", "--port", str(port)],

@@ -138,10 +138,8 @@ def test_a_real_daemon_records_the_observation_in_the_instance(tmp_path: Path) -
         **os.environ,
         "DAGSTER_HOME": str(home),
         "FTI_DATA_DIR": str(data_dir),
-        "FTI_DUCKDB_PATH": str(data_dir / "offline.duckdb"),
-        "FTI_ONLINE_PATH": str(data_dir / "online.sqlite"),
     }
-    for name in ("FTI_ONLINE_URL", "FTI_EVENT_LOG_URL"):
+    for name in ("FTI_ONLINE_URL", "FTI_EVENT_LOG_URL", "FTI_ONLINE_PATH", "FTI_REGISTRY_PATH"):
         env.pop(name, None)
     daemon = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],

@@ -8,6 +8,7 @@ backend with the real processes users start (``fti serve``-style uvicorn and ``f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -57,15 +58,16 @@ SECOND = request("live-2", FIRST_AT + timedelta(seconds=1), 12.5)
 @pytest.fixture(params=[SQLITE, REDIS])
 def settings(request: pytest.FixtureRequest, tmp_path: Path, template: Path) -> Settings:  # noqa: F811
     data_dir = copy_data(template, tmp_path / "data")
-    paths = (data_dir, data_dir / "offline.duckdb", data_dir / "online.sqlite")
     if request.param == SQLITE:
-        return Settings(*paths)
+        return Settings.for_data_dir(data_dir)
     url = request.getfixturevalue("redis_url")
     tables = group_tables()
     with open_online_store(url) as store:
         for spec in online_groups():
             store.write_group(spec, tables[spec.name])
-    return Settings(*paths, online_url=url, event_log_url=url)
+    return dataclasses.replace(
+        Settings.for_data_dir(data_dir), online_url_setting=url, event_log_url_setting=url
+    )
 
 
 def history() -> list[Transaction]:
@@ -129,13 +131,7 @@ def test_the_second_of_two_quick_requests_counts_the_first(settings: Settings) -
 
 
 def test_without_an_event_log_the_service_answers_503(settings: Settings) -> None:
-    broken = Settings(
-        settings.data_dir,
-        settings.duckdb_path,
-        settings.online_path,
-        online_url=settings.online_url,
-        event_log_url="redis://127.0.0.1:1/0",
-    )
+    broken = dataclasses.replace(settings, event_log_url_setting="redis://127.0.0.1:1/0")
     with TestClient(create_app(broken, alias_check_interval_s=0)) as client:
         response = client.post("/predict", json=FIRST)
         ready = client.get("/ready")
@@ -160,15 +156,10 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 def processes(tmp_path: Path, template: Path) -> Iterator[tuple[Settings, str]]:  # noqa: F811
     """A uvicorn service and ``fti stream`` on one data folder (the default SQLite backend)."""
     data_dir = copy_data(template, tmp_path / "data")
-    settings = Settings(data_dir, data_dir / "offline.duckdb", data_dir / "online.sqlite")
-    env = {
-        **os.environ,
-        "FTI_DATA_DIR": str(data_dir),
-        "FTI_DUCKDB_PATH": str(settings.duckdb_path),
-        "FTI_ONLINE_PATH": str(settings.online_path),
-    }
-    env.pop("FTI_ONLINE_URL", None)
-    env.pop("FTI_EVENT_LOG_URL", None)
+    settings = Settings.for_data_dir(data_dir)
+    env = {**os.environ, "FTI_DATA_DIR": str(data_dir)}
+    for name in ("FTI_ONLINE_URL", "FTI_EVENT_LOG_URL", "FTI_ONLINE_PATH", "FTI_REGISTRY_PATH"):
+        env.pop(name, None)
     port = _free_port()
     server = _start(["-m", "fti_assets.service.server", "--port", str(port)], env)
     # No offline raw_transactions in this folder: the windows start from the log alone.

@@ -24,6 +24,7 @@ class ScoringStats:
     model_version: int
     quantiles: dict[str, float]
     mean: float
+    lake_snapshot: int  # the offline-store snapshot of the commit that wrote the predictions
 
 
 def groups_for(model: ModelVersion) -> list[FeatureGroupSpec]:
@@ -73,7 +74,7 @@ def score_window(
         pl.lit(model.sha256).alias("model_sha256"),
         pl.lit(scored_at, dtype=pl.Datetime("us", "UTC")).alias("scored_at"),
     )
-    replace_partitions(
+    snapshot = replace_partitions(
         con,
         [
             Replacement(
@@ -83,6 +84,7 @@ def score_window(
                 [start, end],
             )
         ],
+        message=f"score {PREDICTIONS_TABLE} [{start.isoformat()}, {end.isoformat()})",
     )
     qs = (0.5, 0.9, 0.99, 0.999)
     stats = ScoringStats(
@@ -92,5 +94,6 @@ def score_window(
         if probabilities.size
         else {},
         mean=float(probabilities.mean()) if probabilities.size else float("nan"),
+        lake_snapshot=snapshot,
     )
     return predictions, stats

@@ -51,7 +51,7 @@ import duckdb
 import polars as pl
 
 from fti_assets.lib.feature_groups import FeatureGroupSpec
-from fti_assets.lib.offline_store import quote_ident, read_frame, table_exists
+from fti_assets.lib.offline_store import current_snapshot, quote_ident, read_frame, table_exists
 from fti_assets.lib.on_demand import ON_DEMAND_FEATURES, col, compute_on_demand
 from fti_assets.lib.pit import pit_join
 from fti_assets.lib.reference_stats import reference_statistics
@@ -160,6 +160,9 @@ class BuildInfo:
     feature_groups: dict[str, dict[str, Any]]  # name -> version, table, entity keys, ...
     label_source: dict[str, Any] = field(default_factory=dict)
     build_config: dict[str, Any] = field(default_factory=dict)  # DatasetConfig, to rebuild it
+    # The offline-store snapshot every table was read at (the build reads one pinned snapshot):
+    # rebuilding from it gives the same rows even after later backfills changed the tables.
+    lake_snapshot: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,7 +184,11 @@ class BuildInfo:
             },
             "rows": dict(self.rows),
             "positives": dict(self.positives),
-            "feature_groups": self.feature_groups,
+            "feature_groups": {
+                name: {**group, "lake_snapshot": self.lake_snapshot}
+                for name, group in self.feature_groups.items()
+            },
+            "lake_snapshot": self.lake_snapshot,
         }
 
 
@@ -216,8 +223,11 @@ def build_training_frame(
     """Labels as known at the cutoff, PIT-joined features, on-demand features and the split.
 
     ``groups`` are the available specs; ``config.feature_groups`` picks (and orders) the ones
-    joined. Rows come out ordered by (transaction_time, transaction_id).
+    joined. Rows come out ordered by (transaction_time, transaction_id). ``con`` should be pinned
+    to one lake snapshot (``connect(lake, snapshot=n)``) so that every table is read as of the
+    same commit; the snapshot it saw is recorded in the BuildInfo.
     """
+    snapshot = current_snapshot(con)
     specs = _select_groups(groups, config.feature_groups)
     for spec in specs:
         if not table_exists(con, spec.table):
@@ -253,6 +263,7 @@ def build_training_frame(
         rows=_counts(frame, positives=False),
         positives=_counts(frame, positives=True),
         feature_groups={spec.name: _group_info(spec, ttl.get(spec.name)) for spec in specs},
+        lake_snapshot=snapshot,
         build_config={
             "name": config.name,
             "cutoff": _iso(cutoff),
@@ -270,6 +281,7 @@ def build_training_frame(
             "label_time": LABEL_TIME,
             "rule": LABEL_RULE,
             "metadata_columns": [LABEL_REPORTED_AT],
+            "lake_snapshot": snapshot,
         },
     )
     logger.info(
@@ -679,6 +691,23 @@ def list_datasets(datasets_dir: Path, name: str = DEFAULT_NAME) -> list[DatasetV
         manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
         versions.append(DatasetVersion(name=name, version=path.name, path=path, manifest=manifest))
     return versions
+
+
+def lake_snapshots_in_use(datasets_dir: Path) -> set[int]:
+    """The offline-store snapshots that some version of some dataset was built from: lake
+    maintenance must keep them readable, or the dataset could no longer be rebuilt."""
+    used: set[int] = set()
+    root = Path(datasets_dir)
+    if not root.is_dir():
+        return used
+    for name_dir in root.iterdir():
+        if not name_dir.is_dir() or not _NAME.match(name_dir.name):
+            continue
+        for version in list_datasets(root, name_dir.name):
+            snapshot = version.manifest.get("lake_snapshot")
+            if snapshot is not None:
+                used.add(int(snapshot))
+    return used
 
 
 def _normalise_version(version: str | int) -> str:

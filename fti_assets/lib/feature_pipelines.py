@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,12 +13,14 @@ import polars as pl
 from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FeatureGroupSpec
 from fti_assets.lib.offline_store import (
     Replacement,
+    connection,
     quote_ident,
     read_frame,
     replace_partitions,
     table_exists,
 )
 from fti_assets.lib.online_store import NotFound, OnlineStoreBackend
+from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.windows import LOOKBACK, build_card_transaction_features
 
 
@@ -27,6 +30,7 @@ class RefreshStats:
     rows_written: int
     rows_read: int
     entities: int
+    lake_snapshot: int  # the offline-store snapshot of the commit that wrote the rows
 
 
 def refresh_card_transaction_features(
@@ -42,11 +46,14 @@ def refresh_card_transaction_features(
         [start - LOOKBACK, end],
     )
     rows = build_card_transaction_features(history.lazy(), start, end)
-    replace_partitions(
+    snapshot = replace_partitions(
         con,
         [Replacement(spec.table, rows, "event_time >= ? and event_time < ?", [start, end])],
+        message=f"{spec.name} [{start.isoformat()}, {end.isoformat()})",
     )
-    stats = RefreshStats(spec.table, rows.height, history.height, rows["card_id"].n_unique())
+    stats = RefreshStats(
+        spec.table, rows.height, history.height, rows["card_id"].n_unique(), snapshot
+    )
     return rows, stats
 
 
@@ -69,6 +76,32 @@ def latest_offline_rows(
         f"qualify row_number() over (partition by {key_list} order by "
         f"{quote_ident(spec.event_time)} desc) = 1",
     )
+
+
+def read_group(
+    lake: LakeConfig,
+    spec: FeatureGroupSpec,
+    keys: Mapping[str, object] | None = None,
+    *,
+    snapshot: int | None = None,
+    snapshot_time: datetime | None = None,
+) -> pl.DataFrame:
+    """The newest row per entity of a group as the offline store held it at lake snapshot
+    ``snapshot`` (or at commit time ``snapshot_time``; now when neither is given), optionally
+    only for the entity ``keys`` (``{"card_id": "c0000001"}``)."""
+    wanted = None
+    if keys is not None:
+        if sorted(keys) != sorted(spec.entity_keys):
+            raise ValueError(
+                f"feature group {spec.name} is keyed by {list(spec.entity_keys)}; "
+                f"got {sorted(keys)}"
+            )
+        wanted = pl.DataFrame({k: [str(keys[k])] for k in spec.entity_keys})
+    read_only = snapshot is None and snapshot_time is None
+    with connection(
+        lake, read_only=read_only, snapshot=snapshot, snapshot_time=snapshot_time
+    ) as con:
+        return latest_offline_rows(con, spec, wanted)
 
 
 def online_offline_mismatches(

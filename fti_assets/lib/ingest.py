@@ -326,6 +326,7 @@ class IngestReport:
     quarantined: int
     reasons: dict[str, int]
     warnings: list[str]
+    lake_snapshot: int  # the offline-store snapshot of the commit that loaded the file
 
 
 def _quarantine_frame(
@@ -363,7 +364,7 @@ def _load(
         accepted = accepted.with_columns(pl.lit(landing_date, dtype=pl.Date).alias("landing_date"))
         where, params = "landing_date = ?", [landing_date]
         q_where, q_params = "source = ? and landing_date = ?", [table, landing_date]
-    replace_partitions(
+    snapshot = replace_partitions(
         con,
         [
             Replacement(table, accepted, where, params),
@@ -374,6 +375,7 @@ def _load(
                 q_params,
             ),
         ],
+        message=f"ingest {table} {landing_date or 'reference data'} from {path.name}",
     )
     return IngestReport(
         table=table,
@@ -384,6 +386,7 @@ def _load(
         quarantined=result.quarantined.height,
         reasons=result.reasons,
         warnings=result.warnings,
+        lake_snapshot=snapshot,
     )
 
 

@@ -7,8 +7,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
 from fti_assets.lib.datasets import DEFAULT_NAME as DATASET_NAME
 from fti_assets.lib.datasets import (
     build_training_frame,
@@ -17,7 +15,9 @@ from fti_assets.lib.datasets import (
     load_dataset,
 )
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.offline_store import connection
 from fti_assets.lib.registry import ModelRegistry
+from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.training import TrainParams, train_from_dataset
 
 
@@ -48,18 +48,26 @@ def train_params_from_registry(params: dict) -> TrainParams:
 
 def reproduce(
     registry: ModelRegistry,
-    con: duckdb.DuckDBPyConnection,
+    lake: LakeConfig,
     datasets_dir: Path,
     name: str,
     version: int,
 ) -> ReproduceReport:
     """Rebuild the model's training dataset from the offline store with the recorded config,
-    retrain with the recorded params, and compare content hash and model sha256."""
+    reading the lake at the snapshot the dataset was built from (so later backfills do not
+    change it), retrain with the recorded params, and compare content hash and model sha256."""
     model = registry.get(name, version)
     _, manifest = load_dataset(datasets_dir, DATASET_NAME, model.training_dataset_version)
     config = config_from_manifest(manifest)
     groups = [FEATURE_GROUPS[g] for g in config.feature_groups]
-    frame, _ = build_training_frame(con, groups, config)
+    snapshot = manifest.get("lake_snapshot")
+    if snapshot is None:
+        raise ValueError(
+            f"dataset {DATASET_NAME} {model.training_dataset_version} records no lake snapshot "
+            "(built before the offline store was a DuckLake); it cannot be rebuilt exactly"
+        )
+    with connection(lake, snapshot=int(snapshot)) as con:
+        frame, _ = build_training_frame(con, groups, config)
     with tempfile.TemporaryDirectory() as tmp:
         result = train_from_dataset(
             frame, manifest, train_params_from_registry(model.params), Path(tmp) / "artifact"

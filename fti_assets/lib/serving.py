@@ -15,10 +15,13 @@ whose frame version fills the training data. Rules, the same as the point-in-tim
   error.
 
 :class:`ChampionModel` holds the :class:`~fti_assets.lib.predictor.Predictor` of a model alias
-(``champion`` of ``fraud_model``). It never opens DuckDB (Dagster writes it): it reads the
-registry's ``aliases.json``, and at most every ``check_interval_s`` it stats that file; when the
-file changed and names another version, it loads that version (sha256 checked) and swaps it in
-with one attribute assignment, so a promote or rollback is picked up without a restart. A
+(``champion`` of ``fraud_model``). It reads the registry's ``aliases.json``, and at most every
+``check_interval_s`` it stats that file (and, given the registry's SQLite file, reads the model's
+alias-history number there, read-only: WAL readers never wait for writers); when either changed
+and the alias names another version, it loads that version (sha256 checked) and swaps it in with
+one attribute assignment, so a promote or rollback is picked up without a restart. A file that
+is behind the registry (a process killed between the registry's commit and the file's rewrite)
+is bypassed: the aliases are read from the database until the registry repairs the file. A
 version that fails to load leaves the previous one serving and is reported by :meth:`status`.
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -44,7 +48,13 @@ from fti_assets.lib.on_demand import (
 )
 from fti_assets.lib.online_store import NotFound, OnlineRow, OnlineStoreBackend
 from fti_assets.lib.predictor import Predictor
-from fti_assets.lib.registry import ALIAS_FILE, CHAMPION, read_alias_file
+from fti_assets.lib.registry import (
+    ALIAS_FILE,
+    CHAMPION,
+    load_alias_file,
+    read_registry_aliases,
+    registry_alias_seq,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -224,16 +234,19 @@ class LoadedModel:
         }
 
 
-_StatKey = tuple[int, int, int]
-_NOT_READ: _StatKey = (-1, -1, -1)  # differs from every stat, and from "no file" (None)
+_FileKey = tuple[int, int, int]
+_StatKey = tuple[_FileKey | None, int | None]  # (aliases.json stat, the registry's alias seq)
+_NOT_READ: _StatKey = ((-1, -1, -1), -1)  # differs from every stat and seq, and from "none"
 
 
 class ChampionModel:
-    """The model an alias points at, reloaded when the registry's alias file changes.
+    """The model an alias points at, reloaded when the alias file (or the registry) changes.
 
     ``required_features``: names the service can build; a version whose model needs another
     feature is refused (the previous version keeps serving) instead of failing every request.
-    Thread-safe; :meth:`get` costs a clock read, plus one ``os.stat`` every ``check_interval_s``.
+    ``registry_path``: the registry's SQLite file, to notice an alias file left behind by a crash
+    (None: follow the alias file alone). Thread-safe; :meth:`get` costs a clock read, plus one
+    ``os.stat`` (and one read-only SQLite query) every ``check_interval_s``.
     """
 
     def __init__(
@@ -244,6 +257,7 @@ class ChampionModel:
         *,
         check_interval_s: float = 1.0,
         required_features: Collection[str] | None = None,
+        registry_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if check_interval_s < 0:
@@ -253,11 +267,12 @@ class ChampionModel:
         self.alias = alias
         self.check_interval_s = check_interval_s
         self.alias_path = self.models_dir / name / ALIAS_FILE
+        self.registry_path = None if registry_path is None else Path(registry_path)
         self._available = None if required_features is None else frozenset(required_features)
         self._clock = clock
         self._lock = threading.Lock()
         self._model: LoadedModel | None = None
-        self._stat_key: _StatKey | None = _NOT_READ
+        self._stat_key: _StatKey = _NOT_READ
         self._next_check = float("-inf")
         self._alias_entry: dict[str, Any] | None = None
         self._error: str | None = None
@@ -284,7 +299,7 @@ class ChampionModel:
             return model
 
     def status(self) -> dict[str, Any]:
-        """What is loaded, what the alias file says, and the last load error."""
+        """What is loaded, what the alias names, and the last load error."""
         model, entry = self._model, self._alias_entry
         return {
             "name": self.name,
@@ -295,23 +310,62 @@ class ChampionModel:
             "error": self._error,
         }
 
-    def _stat(self) -> _StatKey | None:
+    def _stat(self) -> _StatKey:
         try:
             st = os.stat(self.alias_path)
+            # aliases.json is replaced by a rename: a new inode even within one mtime tick.
+            file_key: _FileKey | None = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
-            return None
-        # aliases.json is replaced by a rename: a new inode even within one mtime tick.
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+            file_key = None
+        return file_key, self._registry_seq()
 
-    def _refresh(self, key: _StatKey | None, *, force: bool = False) -> None:
-        """Load the version the alias file names, if it is not the one loaded (lock held)."""
+    def _registry_seq(self) -> int | None:
+        if self.registry_path is None:
+            return None
+        try:
+            return registry_alias_seq(self.registry_path, self.name)
+        except sqlite3.Error as exc:
+            logger.warning(
+                "cannot read the alias seq of %s from %s (%s); following %s alone",
+                self.name,
+                self.registry_path,
+                exc,
+                self.alias_path,
+            )
+            return None
+
+    def _read_entry(self, registry_seq: int | None) -> dict[str, Any] | None:
+        """The alias's entry: from aliases.json, or from the registry when the file is behind."""
+        try:
+            snapshot = load_alias_file(self.models_dir, self.name)
+        except ValueError:
+            if registry_seq is None:
+                raise
+            snapshot = None  # a file of another release: the registry has the aliases
+        if self.registry_path is not None and registry_seq is not None:
+            if snapshot is None or snapshot.seq != registry_seq:
+                stored = read_registry_aliases(self.registry_path, self.models_dir, self.name)
+                if stored is not None and stored.seq > 0:
+                    logger.warning(
+                        "%s is behind the registry (alias seq %s there, %d in %s); serving "
+                        "the registry's aliases until the file is rewritten",
+                        self.alias_path,
+                        None if snapshot is None else snapshot.seq,
+                        stored.seq,
+                        self.registry_path,
+                    )
+                snapshot = stored
+        return None if snapshot is None else snapshot.aliases.get(self.alias)
+
+    def _refresh(self, key: _StatKey, *, force: bool = False) -> None:
+        """Load the version the alias names, if it is not the one loaded (lock held)."""
         if key == self._stat_key and not force:
             return  # another thread refreshed while this one waited for the lock
         self._stat_key = key
         try:
-            entry = read_alias_file(self.models_dir, self.name, self.alias)
-        except ValueError as exc:  # a JSON error: the file is replaced atomically, so unlikely
-            self._fail(f"cannot read {self.alias_path}: {exc}")
+            entry = self._read_entry(key[1])
+        except (ValueError, sqlite3.Error) as exc:  # the file is replaced atomically: unlikely
+            self._fail(f"cannot read the {self.alias!r} alias of {self.name!r}: {exc}")
             return
         self._alias_entry = entry
         if entry is None:

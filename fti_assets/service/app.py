@@ -13,9 +13,11 @@ Endpoints:
   to 127.0.0.1 by default; put it behind a proxy that guards ``/admin`` before exposing it);
 * ``/openapi.json`` and ``/docs``.
 
-The champion of ``model_name`` is read from the registry's alias file, never from DuckDB, and
-re-checked at most every ``alias_check_interval_s`` on the request path; a promote or rollback
-is served from the next check on (the new version is loaded by the request that notices it).
+The champion of ``model_name`` is read from the registry's alias file and re-checked at most
+every ``alias_check_interval_s`` on the request path, together with the registry's SQLite file
+(one read-only query: a file left behind by a crash is bypassed, the service never writes the
+registry); a promote or rollback is served from the next check on (the new version is loaded
+by the request that notices it).
 If a new version fails to load (tampered file, features the service does not build), the
 previous one keeps serving and ``/ready`` stays 200 with a ``warning`` naming the error: taking
 every replica out of rotation would turn one bad promote into an outage.
@@ -200,6 +202,7 @@ class PredictionService:
             model_name,
             check_interval_s=alias_check_interval_s,
             required_features=FeatureAssembler.names_for(self.groups),
+            registry_path=settings.registry_path,
         )
         self.inference_log = InferenceLogger(
             settings.layout.inference_log_dir, flush_interval_s=log_flush_interval_s

@@ -37,7 +37,8 @@ from fti_assets.lib.feature_groups import (
     FeatureGroupSpec,
     FeatureSpec,
 )
-from fti_assets.lib.offline_store import connect
+from fti_assets.lib.offline_store import connect, lake_environment
+from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.windows import build_card_transaction_features, card_window_feature_columns
 
 UTC_US = pl.Datetime("us", "UTC")
@@ -177,8 +178,10 @@ def merchant_daily_frame(*, all_labels: bool = False) -> pl.DataFrame:
     return pl.DataFrame(rows).with_columns(pl.col("event_time").cast(UTC_US))
 
 
-def make_store(path: Path, *, leaky_merchant_fraud: bool = False) -> Path:
-    """A hand-made offline store with raw tables and three feature group tables."""
+def make_store(folder: Path, *, leaky_merchant_fraud: bool = False) -> LakeConfig:
+    """A hand-made offline store (a lake in ``folder``) with raw tables and three feature
+    group tables."""
+    lake = LakeConfig.under(folder)
     tables = {
         "raw_transactions": transactions_frame(),
         "raw_fraud_labels": labels_frame(),
@@ -186,19 +189,19 @@ def make_store(path: Path, *, leaky_merchant_fraud: bool = False) -> Path:
         CARD_PROFILE_FEATURES.table: card_profile_frame(),
         MERCHANT_DAILY_FEATURES.table: merchant_daily_frame(all_labels=leaky_merchant_fraud),
     }
-    con = connect(path)
+    con = connect(lake)
     try:
         for table, frame in tables.items():
             arrow = frame.to_arrow()  # noqa: F841 - read by name in the SQL below
             con.execute(f'create or replace table "{table}" as select * from arrow')
     finally:
         con.close()
-    return path
+    return lake
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(make_store(tmp_path / "offline.duckdb"), read_only=True)
+    con = connect(make_store(tmp_path / "lake"), read_only=True)
     yield con
     con.close()
 
@@ -486,7 +489,7 @@ def test_write_rejects_inconsistent_column_lists(
 # --------------------------------------------------------------------------------------------
 
 
-def ingest_generated(data_dir: Path, db_path: Path, days: int) -> None:
+def ingest_generated(data_dir: Path, lake: LakeConfig, days: int) -> None:
     from fti_assets.lib.generator import GeneratorConfig, generate
     from fti_assets.lib.ingest import (
         ingest_cards,
@@ -498,7 +501,7 @@ def ingest_generated(data_dir: Path, db_path: Path, days: int) -> None:
     config = GeneratorConfig(cards=150, merchants=30, days=days, fraud_rate=0.03)
     generate(config, data_dir)
     landing = data_dir / "landing"
-    con = connect(db_path)
+    con = connect(lake)
     try:
         ingest_cards(con, landing)
         ingest_merchants(con, landing)
@@ -513,7 +516,7 @@ def ingest_generated(data_dir: Path, db_path: Path, days: int) -> None:
         con.close()
 
 
-def run_dbt(db_path: Path, work_dir: Path) -> None:
+def run_dbt(lake: LakeConfig, work_dir: Path) -> None:
     project = Path(__file__).resolve().parents[2] / "dbt_project"
     dbt = Path(sys.executable).with_name("dbt")
     result = subprocess.run(
@@ -522,7 +525,7 @@ def run_dbt(db_path: Path, work_dir: Path) -> None:
             "--project-dir", str(project), "--profiles-dir", str(project),
             "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
         ],
-        env={**os.environ, "FTI_DUCKDB_PATH": str(db_path)},
+        env={**os.environ, **lake_environment(lake)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -532,16 +535,16 @@ def run_dbt(db_path: Path, work_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def generated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def generated_store(tmp_path_factory: pytest.TempPathFactory) -> LakeConfig:
     work = tmp_path_factory.mktemp("generated")
-    db_path = work / "offline.duckdb"
-    ingest_generated(work / "data", db_path, days=40)
-    run_dbt(db_path, work)
-    return db_path
+    lake = LakeConfig.under(work / "lake")
+    ingest_generated(work / "data", lake, days=40)
+    run_dbt(lake, work)
+    return lake
 
 
 @pytest.mark.slow
-def test_dataset_from_generated_data(generated_store: Path, tmp_path: Path) -> None:
+def test_dataset_from_generated_data(generated_store: LakeConfig, tmp_path: Path) -> None:
     from fti_assets.lib.leakage import check_leakage
 
     con = connect(generated_store, read_only=True)

@@ -11,6 +11,7 @@ import pytest
 from fti_assets.lib import ingest
 from fti_assets.lib.domain import TRANSACTION_COLUMNS
 from fti_assets.lib.offline_store import connect, read_frame
+from fti_assets.lib.settings import Settings
 from tests.conftest import TINY_START
 
 # Generator bad-row kind -> a piece of the quarantine reason it must produce.
@@ -31,7 +32,7 @@ EXPECTED_REASONS = {
 
 @pytest.fixture
 def con(data_layer: Path):
-    con = connect(data_layer / "offline.duckdb")
+    con = connect(Settings.from_env().lake)
     landing = data_layer / "landing"
     ingest.ingest_cards(con, landing)
     ingest.ingest_merchants(con, landing)

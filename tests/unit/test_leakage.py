@@ -32,7 +32,7 @@ def manifest_like(info: BuildInfo, extra_features: tuple[str, ...] = ()) -> dict
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(make_store(tmp_path / "offline.duckdb"), read_only=True)
+    con = connect(make_store(tmp_path / "lake"), read_only=True)
     yield con
     con.close()
 
@@ -159,8 +159,8 @@ def test_catches_a_perfect_separator_but_not_a_merely_useful_feature() -> None:
 
 
 def test_catches_merchant_fraud_counted_with_labels_reported_later(tmp_path: Path) -> None:
-    path = make_store(tmp_path / "leaky.duckdb", leaky_merchant_fraud=True)
-    con = connect(path, read_only=True)
+    lake = make_store(tmp_path / "leaky", leaky_merchant_fraud=True)
+    con = connect(lake, read_only=True)
     try:
         frame, info = build_training_frame(con, SPECS, small_config())
         report = check_leakage(con, frame, manifest_like(info))

@@ -1,22 +1,36 @@
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 
+from fti_assets.lib import registry as registry_module
 from fti_assets.lib.predictor import Predictor, artifact_sha256
 from fti_assets.lib.registry import (
     ModelNotFoundError,
     ModelRegistry,
     ModelVersion,
     TamperedModelError,
+    load_alias_file,
     read_alias_file,
+    read_registry_aliases,
+    registry_alias_seq,
 )
+from fti_assets.lib.registry_legacy import LegacyRegistryError
 from fti_assets.lib.training import TrainParams, train_model
 from tests.unit.synthetic import synthetic_frame
 
@@ -32,9 +46,19 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def other_artifact(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model with one more byte: a different sha256."""
+    out = tmp_path_factory.mktemp("other")
+    shutil.copytree(artifact, out, dirs_exist_ok=True)
+    with (out / "model.txt").open("a") as handle:
+        handle.write("\n")
+    return out
+
+
 @pytest.fixture()
 def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "offline.duckdb", tmp_path / "models")
+    return ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models")
 
 
 def _register(
@@ -137,7 +161,7 @@ _CHILD = textwrap.dedent(
 def test_ten_processes_registering_get_ten_distinct_versions(
     tmp_path: Path, artifact: Path
 ) -> None:
-    db, models, go = tmp_path / "offline.duckdb", tmp_path / "models", tmp_path / "go"
+    db, models, go = tmp_path / "registry.sqlite", tmp_path / "models", tmp_path / "go"
     ready = [tmp_path / f"ready-{i}" for i in range(10)]
     children = [
         subprocess.Popen(
@@ -162,32 +186,96 @@ def test_ten_processes_registering_get_ten_distinct_versions(
     assert [v.version for v in registry.list("fraud")] == list(range(1, 11))
 
 
-def test_registry_waits_for_another_process_holding_the_database(
-    tmp_path: Path, artifact: Path
-) -> None:
-    registry = ModelRegistry(tmp_path / "offline.duckdb", tmp_path / "models")
-    impatient = ModelRegistry(registry.duckdb_path, registry.models_dir, lock_timeout_s=0.2)
-    ready = tmp_path / "holding"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; from pathlib import Path; "
-            "con = duckdb.connect(sys.argv[1]); Path(sys.argv[2]).touch(); time.sleep(2)",
-            str(registry.duckdb_path),
-            str(ready),
-        ]
-    )
-    while not ready.exists():
-        assert holder.poll() is None
+# Holds the registry's write lock (an open BEGIN IMMEDIATE transaction that has written a row)
+# until the release file appears, the way a writer in another process would.
+_HOLDER = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    from pathlib import Path
+
+    db, holding, release = sys.argv[1:]
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("INSERT INTO model_names (name, last_version) VALUES ('held', 0)")
+    Path(holding).touch()
+    while not Path(release).exists():
         time.sleep(0.01)
+    con.execute("ROLLBACK")
+    """
+)
 
-    with pytest.raises(TimeoutError, match="locked"):
-        impatient.list()
-    version = _register(registry, artifact)  # retries until the holder exits
 
+@pytest.fixture()
+def held_registry(
+    registry: ModelRegistry, artifact: Path, tmp_path: Path
+) -> Iterator[tuple[ModelRegistry, subprocess.Popen, Path]]:
+    """A registry with one champion, its write lock held by another process until released."""
+    _register(registry, artifact)
+    registry.promote("fraud", 1)
+    holding, release = tmp_path / "holding", tmp_path / "release"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(registry.path), str(holding), str(release)]
+    )
+    try:
+        while not holding.exists():
+            assert holder.poll() is None, "the lock holder died"
+            time.sleep(0.01)
+        yield registry, holder, release
+    finally:
+        release.touch()
+        holder.wait(timeout=30)
+
+
+def test_reads_answer_while_another_process_holds_the_write_lock(
+    held_registry: tuple[ModelRegistry, subprocess.Popen, Path],
+) -> None:
+    registry, holder, release = held_registry
+    alias_file = registry.models_dir / "fraud" / "aliases.json"
+    expected = alias_file.read_text()
+    alias_file.unlink()  # as if the last promote had been killed before writing it
+    cli = subprocess.run(
+        [sys.executable, "-m", "fti_assets.cli", "models", "list", "--json"],
+        env={
+            **os.environ,
+            "FTI_DATA_DIR": str(registry.models_dir.parent),
+            "FTI_REGISTRY_PATH": str(registry.path),
+        },
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert cli.returncode == 0, cli.stderr
+    assert [(r["name"], r["version"], r["aliases"]) for r in json.loads(cli.stdout)] == [
+        ("fraud", 1, "champion")
+    ]
+    assert [v.version for v in registry.list()] == [1]
+    assert registry.resolve("fraud").version == 1
+    assert registry.read_alias_file("fraud")["version"] == 1
+    assert holder.poll() is None  # all of that while the lock was still held
+    assert not alias_file.exists()  # its repair waits for a free lock...
+    release.touch()
     holder.wait(timeout=30)
-    assert version.version == 1
+    assert registry.resolve("fraud").version == 1
+    assert alias_file.read_text() == expected  # ...and comes with the next read
+
+
+def test_a_writer_waits_for_the_write_lock_up_to_its_timeout(
+    held_registry: tuple[ModelRegistry, subprocess.Popen, Path], artifact: Path
+) -> None:
+    registry, holder, release = held_registry
+    impatient = ModelRegistry(registry.path, registry.models_dir, lock_timeout_s=0.2)
+
+    with pytest.raises(TimeoutError, match=r"locked by another writer; waited 0.2s"):
+        impatient.promote("fraud", 1, alias="challenger")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(_register, registry, artifact)
+        time.sleep(0.3)
+        assert not waiting.done()
+        release.touch()
+        assert waiting.result(timeout=30).version == 2
+    assert holder.wait(timeout=30) == 0
 
 
 def test_tampered_artifact_is_refused(registry: ModelRegistry, artifact: Path) -> None:
@@ -319,3 +407,302 @@ def test_a_non_lightgbm_text_model_is_not_registered(
         _register(registry, fake)
     assert registry.list() == []
     assert list((registry.models_dir / "fraud").iterdir()) == []
+
+
+def test_status_moves_only_along_the_allowed_transitions(
+    registry: ModelRegistry, artifact: Path
+) -> None:
+    for _ in range(3):
+        _register(registry, artifact)
+    registry.set_status("fraud", 1, "validated", "passed every gate")
+    registry.set_status("fraud", 1, "validated", "passed every gate again")  # a re-run
+    registry.set_status("fraud", 2, "rejected", "pr_auc_floor: 0.1 < 0.25")
+    registry.promote("fraud", 3)
+
+    with pytest.raises(ValueError, match=r"version 2 is 'rejected'; it can become \['archived'\]"):
+        registry.set_status("fraud", 2, "validated")
+    with pytest.raises(ValueError, match="version 3 is the champion"):
+        registry.set_status("fraud", 3, "rejected", "slice regression")
+    registry.set_status("fraud", 2, "archived")
+    with pytest.raises(ValueError, match="it can become nothing"):
+        registry.set_status("fraud", 2, "candidate")
+    assert [(v.status, v.status_reason) for v in registry.list("fraud")] == [
+        ("validated", "passed every gate again"),
+        ("archived", None),
+        ("candidate", None),
+    ]
+    assert registry.promote("fraud", 1).status == "validated"  # a promotion keeps the status
+
+
+def test_promote_refuses_an_artifact_that_is_missing_or_altered(
+    registry: ModelRegistry, artifact: Path
+) -> None:
+    _, second, third = (_register(registry, artifact) for _ in range(3))
+    registry.promote("fraud", 1)
+    (second.artifact_path / "transforms.json").unlink()
+    model_file = third.artifact_path / "model.txt"
+    model_file.write_text(model_file.read_text().replace("leaf_value=", "leaf_value=1", 1))
+
+    with pytest.raises(TamperedModelError, match=r"version 2: .*\(files missing\)"):
+        registry.promote("fraud", 2)
+    with pytest.raises(TamperedModelError, match=f"version 3: .*registered {third.sha256}"):
+        registry.promote("fraud", 3, alias="challenger")
+    assert registry.resolve("fraud").version == 1
+    assert registry.resolve("fraud", "challenger") is None
+    assert read_alias_file(registry.models_dir, "fraud")["version"] == 1
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying at this point."""
+
+
+def _crash_on_alias_file_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(path: Path, payload: object) -> None:
+        raise SimulatedCrash(path)
+
+    monkeypatch.setattr(registry_module, "_write_json_atomic", crash)
+
+
+def test_alias_file_left_behind_by_a_crash_is_repaired_on_the_next_read(
+    registry: ModelRegistry, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = registry.models_dir
+    for _ in range(2):
+        _register(registry, artifact)
+    registry.promote("fraud", 1)
+    with monkeypatch.context() as patch:
+        _crash_on_alias_file_write(patch)
+        with pytest.raises(SimulatedCrash):
+            registry.promote("fraud", 2)  # committed, then "killed" before the file write
+    (models / "fraud" / ".aliases.json.0123.tmp").write_text("{")  # a half-written temp file
+
+    assert read_alias_file(models, "fraud")["version"] == 1  # the file is behind...
+    assert load_alias_file(models, "fraud").seq < registry_alias_seq(registry.path, "fraud")
+    assert read_registry_aliases(registry.path, models, "fraud").aliases["champion"]["version"] == 2
+    assert registry.read_alias_file("fraud")["version"] == 2  # ...until the registry reads it
+    assert read_alias_file(models, "fraud")["version"] == 2
+    assert load_alias_file(models, "fraud").seq == registry_alias_seq(registry.path, "fraud")
+    assert [p.name for p in (models / "fraud").iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_missing_or_foreign_alias_file_is_rewritten_by_resolve_and_by_writes(
+    registry: ModelRegistry, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alias_file = registry.models_dir / "fraud" / "aliases.json"
+    for _ in range(2):
+        _register(registry, artifact)
+    registry.promote("fraud", 1)
+    expected = alias_file.read_text()
+
+    alias_file.unlink()
+    assert registry.resolve("fraud").version == 1
+    assert alias_file.read_text() == expected
+    alias_file.write_text('{"champion": {"version": 2}}')  # the previous release's layout
+    with pytest.raises(ValueError, match="not an alias file of this release"):
+        read_alias_file(registry.models_dir, "fraud")
+    registry.set_status("fraud", 2, "validated")
+    assert alias_file.read_text() == expected
+
+
+def test_a_version_folder_left_by_a_killed_registration_is_adopted_or_retired(
+    registry: ModelRegistry, artifact: Path, other_artifact: Path
+) -> None:
+    name_dir = registry.models_dir / "fraud"
+    _register(registry, artifact)
+    # What a registration killed between its rename and its commit leaves: a complete folder
+    # under the next number, without a row.
+    shutil.copytree(artifact, name_dir / "2")
+
+    assert _register(registry, artifact).version == 2  # the same artifact adopts it
+    shutil.copytree(artifact, name_dir / "3")
+    retiring = _register(registry, other_artifact)  # another artifact retires number 3
+
+    assert retiring.version == 4
+    assert retiring.sha256 == artifact_sha256(name_dir / "4") == artifact_sha256(other_artifact)
+    assert not (name_dir / "3").exists()
+    assert _register(registry, artifact).version == 5  # 3 is never handed out again
+    assert [v.version for v in registry.list("fraud")] == [1, 2, 4, 5]
+
+
+def test_staging_folders_of_dead_registrations_are_removed(
+    registry: ModelRegistry, artifact: Path
+) -> None:
+    name_dir = registry.models_dir / "fraud"
+    name_dir.mkdir(parents=True)
+    dead, alive = name_dir / ".staging-dead", name_dir / ".staging-alive"
+    shutil.copytree(artifact, dead)
+    alive.mkdir()
+    owner = os.open(alive, os.O_RDONLY)
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX)  # as a registration still copying holds it
+
+        assert _register(registry, artifact).version == 1
+        assert not dead.exists()
+        assert alive.exists()
+    finally:
+        os.close(owner)
+    assert sorted(p.name for p in name_dir.iterdir()) == [".staging-alive", "1"]
+
+
+def test_an_idempotency_key_makes_a_rerun_return_the_same_version(
+    registry: ModelRegistry, artifact: Path, other_artifact: Path
+) -> None:
+    first = _register(registry, artifact, idempotency_key="run-42")
+    again = _register(registry, artifact, idempotency_key="run-42")
+
+    assert again == first
+    assert [v.version for v in registry.list("fraud")] == [1]
+    with pytest.raises(ValueError, match="idempotency key 'run-42' and sha256"):
+        _register(registry, other_artifact, idempotency_key="run-42")
+    assert _register(registry, artifact, idempotency_key="run-43").version == 2
+
+
+def test_a_registry_of_another_schema_version_is_refused(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    con = sqlite3.connect(registry.path)
+    con.execute("PRAGMA user_version = 7")
+    con.close()
+
+    with pytest.raises(RuntimeError, match="has schema version 7; this code reads version 1"):
+        ModelRegistry(registry.path, registry.models_dir)
+
+
+# The registry tables of earlier releases, in the offline store's DuckDB file.
+_LEGACY_SCHEMA = (
+    """CREATE TABLE registry_model_versions (
+        name VARCHAR NOT NULL, version INTEGER NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+        training_dataset_version VARCHAR NOT NULL, feature_group_versions VARCHAR NOT NULL,
+        code_version VARCHAR NOT NULL, params VARCHAR NOT NULL, metrics VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL, artifact_path VARCHAR NOT NULL, status VARCHAR NOT NULL,
+        status_reason VARCHAR, status_changed_at TIMESTAMPTZ NOT NULL, tags VARCHAR NOT NULL,
+        PRIMARY KEY (name, version))""",
+    """CREATE TABLE registry_aliases (
+        name VARCHAR NOT NULL, alias VARCHAR NOT NULL, version INTEGER NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (name, alias))""",
+    """CREATE TABLE registry_alias_history (
+        seq BIGINT PRIMARY KEY, name VARCHAR NOT NULL, alias VARCHAR NOT NULL,
+        version INTEGER NOT NULL, previous_version INTEGER, action VARCHAR NOT NULL,
+        reason VARCHAR, changed_at TIMESTAMPTZ NOT NULL)""",
+)
+
+
+def _legacy_data_dir(data_dir: Path, artifact: Path, file_name: str = "offline.duckdb") -> str:
+    """A data folder as an earlier release left it: 2 versions, v2 champion after v1, in the
+    DuckDB file ``file_name``; returns the artifact's sha256."""
+    sha = artifact_sha256(artifact)
+    con = duckdb.connect(str(data_dir / file_name))
+    for statement in _LEGACY_SCHEMA:
+        con.execute(statement)
+    when = datetime(2026, 9, 3, 12, 0, tzinfo=UTC)
+    for version, status in ((1, "validated"), (2, "candidate")):
+        shutil.copytree(artifact, data_dir / "models" / "fraud" / str(version))
+        con.execute(
+            "INSERT INTO registry_model_versions VALUES "
+            "('fraud', ?, ?, 'ds-1', '{\"cards\": 1}', 'abc', '{}', '{\"pr_auc\": 0.4}', ?, ?, "
+            "?, ?, ?, '{}')",
+            [
+                version,
+                when,
+                sha,
+                f"fraud/{version}",
+                status,
+                "gates" if version == 1 else None,
+                when,
+            ],
+        )
+    shutil.copytree(artifact, data_dir / "models" / "fraud" / "3")  # a killed registration's
+    con.execute("INSERT INTO registry_aliases VALUES ('fraud', 'champion', 2, ?)", [when])
+    con.execute(
+        "INSERT INTO registry_alias_history VALUES "
+        "(5, 'fraud', 'champion', 1, NULL, 'promote', NULL, ?), "
+        "(6, 'fraud', 'champion', 2, 1, 'promote', 'better', ?)",
+        [when, when],
+    )
+    con.close()
+    (data_dir / "models" / "fraud" / "aliases.json").write_text('{"champion": {"version": 2}}')
+    return sha
+
+
+def test_a_legacy_registry_in_a_duckdb_file_is_migrated(tmp_path: Path, artifact: Path) -> None:
+    file_name = "offline.duckdb"
+    sha = _legacy_data_dir(tmp_path, artifact, file_name)
+    legacy_bytes = (tmp_path / file_name).read_bytes()
+
+    registry = ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models")
+
+    versions = registry.list()
+    assert [(v.version, v.status, v.status_reason, v.aliases) for v in versions] == [
+        (1, "validated", "gates", []),
+        (2, "candidate", None, ["champion"]),
+    ]
+    assert versions[0].created_at == datetime(2026, 9, 3, 12, 0, tzinfo=UTC)
+    assert (versions[0].feature_group_versions, versions[0].metrics) == (
+        {"cards": 1},
+        {"pr_auc": 0.4},
+    )
+    assert [(c.seq, c.version, c.previous_version) for c in registry.alias_history("fraud")] == [
+        (5, 1, None),
+        (6, 2, 1),
+    ]
+    assert read_alias_file(registry.models_dir, "fraud") == {
+        "version": 2,
+        "sha256": sha,
+        "path": str(registry.models_dir / "fraud" / "2"),
+        "updated_at": "2026-09-03T12:00:00+00:00",
+    }
+    assert registry.rollback("fraud").version == 1
+    assert _register(registry, artifact).version == 4  # the orphan folder's 3 stays retired
+    assert (tmp_path / file_name).read_bytes() == legacy_bytes  # never modified
+
+
+def test_an_offline_store_without_registry_tables_gives_an_empty_registry(
+    tmp_path: Path,
+) -> None:
+    con = duckdb.connect(str(tmp_path / "offline.duckdb"))
+    con.execute("CREATE TABLE raw_cards (card_id VARCHAR)")
+    con.close()
+
+    assert ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models").list() == []
+
+
+def _newer_duckdb_file(path: Path) -> None:
+    """A DuckDB file whose header claims a storage version this DuckDB cannot read (as a file
+    written by DuckDB 2.0 may): the version field bumped and the header checksum recomputed."""
+    duckdb.connect(str(path)).close()
+    data = bytearray(path.read_bytes())
+    assert data[8:12] == b"DUCK"
+    data[12:20] = struct.pack("<Q", 999)  # storage version number
+    checksum = 5381  # DuckDB's checksum of the rest of the 4 KiB header block
+    for (word,) in struct.iter_unpack("<Q", bytes(data[8:4096])):
+        checksum ^= (word * 0xBF58476D1CE4E5B9) % 2**64
+    data[0:8] = struct.pack("<Q", checksum)
+    path.write_bytes(bytes(data))
+
+
+def test_an_unreadable_legacy_file_is_refused_with_how_to_rebuild(tmp_path: Path) -> None:
+    legacy = tmp_path / "offline.duckdb"
+    _newer_duckdb_file(legacy)
+
+    with pytest.raises(LegacyRegistryError) as refused:
+        ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models")
+
+    message = str(refused.value)
+    assert "version number 999" in message
+    assert "make clean && make demo" in message and f"delete {legacy}" in message
+    assert not (tmp_path / "registry.sqlite").exists()
+    legacy.unlink()  # the second way out the message offers
+    assert ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models").list() == []
+
+
+def test_a_legacy_file_this_process_has_open_for_writing_is_still_migrated(
+    tmp_path: Path, artifact: Path
+) -> None:
+    _legacy_data_dir(tmp_path, artifact)
+    writer = duckdb.connect(str(tmp_path / "offline.duckdb"))  # e.g. an in-process asset step
+    try:
+        registry = ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models")
+    finally:
+        writer.close()
+
+    assert [v.version for v in registry.list()] == [1, 2]

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from fti_assets.lib import registry as registry_module
 from fti_assets.lib.datasets import join_features, model_feature_columns
 from fti_assets.lib.domain import AGE_BANDS, CATEGORIES, CHANNELS, RISK_PROFILES
 from fti_assets.lib.feature_groups import (
@@ -31,6 +32,7 @@ from fti_assets.lib.on_demand import col, compute_on_demand
 from fti_assets.lib.online_store import OnlineStore
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.serving import ChampionModel, FeatureAssembler, online_groups
+from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.training import TrainParams, TrainResult, train_model
 from fti_assets.lib.windows import build_card_transaction_features
 
@@ -260,7 +262,7 @@ def _training_rows(
     tmp_path: Path, tables: dict[str, pl.DataFrame], requests: list[dict]
 ) -> list[dict]:
     """The training-data rows of ``requests``: DuckDB tables + datasets.join_features."""
-    con = connect(tmp_path / "offline.duckdb")
+    con = connect(LakeConfig.under(tmp_path / "lake"))
     try:
         for spec in online_groups():
             arrow = tables[spec.name].to_arrow()  # noqa: F841 - read by name in the SQL below
@@ -375,7 +377,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> list[TrainResult]:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(tmp_path / "offline.duckdb", tmp_path / "models")
+    return ModelRegistry(tmp_path / "registry.sqlite", tmp_path / "models")
 
 
 class FakeClock:
@@ -418,10 +420,10 @@ def test_a_version_that_fails_to_load_leaves_the_previous_one_serving(
     registry.promote("fraud_model", v1)
     champion = ChampionModel(registry.models_dir, "fraud_model", check_interval_s=0)
     assert champion.get().version == v1
+    registry.promote("fraud_model", v2)  # verified now, altered before the service loads it
     tampered = registry.get("fraud_model", v2).artifact_path / "transforms.json"
     tampered.chmod(0o644)
     tampered.write_text(tampered.read_text().replace('"numeric"', '"numeric" ', 1))
-    registry.promote("fraud_model", v2)
 
     assert champion.get().version == v1
     status = champion.status()
@@ -454,4 +456,31 @@ def test_reload_reads_the_alias_file_at_once(
     assert champion.get().version == v1  # next check in an hour
     assert champion.reload().version == v2
     alias = json.loads((registry.models_dir / "fraud_model" / "aliases.json").read_text())
-    assert champion.status()["alias_version"] == alias["champion"]["version"] == v2
+    assert champion.status()["alias_version"] == alias["aliases"]["champion"]["version"] == v2
+
+
+def test_champion_bypasses_an_alias_file_left_behind_by_a_crash(
+    registry: ModelRegistry, models: list[TrainResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1, v2 = register(registry, models[0]), register(registry, models[1])
+    registry.promote("fraud_model", v1)
+    follows_file = ChampionModel(registry.models_dir, "fraud_model", check_interval_s=0)
+    follows_registry = ChampionModel(
+        registry.models_dir, "fraud_model", check_interval_s=0, registry_path=registry.path
+    )
+    assert follows_file.get().version == follows_registry.get().version == v1
+    with monkeypatch.context() as patch:
+        # The promoting process dies after its commit, before rewriting aliases.json.
+        patch.setattr(registry_module, "_write_json_atomic", _die)
+        with pytest.raises(SystemExit):
+            registry.promote("fraud_model", v2)
+
+    assert follows_file.get().version == v1  # the file alone is behind
+    assert follows_registry.get().version == v2
+    assert follows_registry.status()["error"] is None
+    registry.read_alias_file("fraud_model")  # the next registry read repairs the file
+    assert follows_file.get().version == v2
+
+
+def _die(path: Path, payload: object) -> None:
+    raise SystemExit(f"killed before writing {path}")

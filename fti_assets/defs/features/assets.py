@@ -18,6 +18,7 @@ from fti_assets.defs.metadata import (
 )
 from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
 from fti_assets.lib.feature_pipelines import latest_offline_rows, refresh_card_transaction_features
+from fti_assets.lib.offline_store import current_snapshot
 from fti_assets.partitions import daily_partitions, lookback_dep, single_run
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource, online_store_kind
 
@@ -27,7 +28,6 @@ from fti_assets.resources import OfflineStoreResource, OnlineStoreResource, onli
     group_name="features",
     kinds={"polars", "duckdb"},
     owners=OWNERS,
-    pool="offline_store",
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     deps=[lookback_dep("raw_transactions", days=30)],  # trailing windows reach 30 days back
@@ -47,6 +47,7 @@ def card_transaction_features(
             "history_rows_read": stats.rows_read,
             "cards": stats.entities,
             "window": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+            "lake_snapshot": stats.lake_snapshot,
             "preview": frame_preview(rows),
         }
     )
@@ -70,7 +71,10 @@ def _online_asset(group: str) -> dg.AssetsDefinition:
     def _asset(
         offline_store: OfflineStoreResource, online_store: OnlineStoreResource
     ) -> dg.MaterializeResult:
-        with offline_store.connection() as con:
+        # Copy the newest rows as of one lake snapshot, recorded in the metadata.
+        with offline_store.connection(read_only=True) as con:
+            snapshot = current_snapshot(con)
+        with offline_store.connection(snapshot=snapshot) as con:
             latest = latest_offline_rows(con, spec)
         with online_store.open() as store:
             result = store.write_group(spec, latest)
@@ -81,6 +85,7 @@ def _online_asset(group: str) -> dg.AssetsDefinition:
                 "entities_skipped_older": result.entities_skipped_older,
                 "max_event_time": str(latest[spec.event_time].max()),
                 "online_store": online_store.display_url,
+                "offline_lake_snapshot": snapshot,
             }
         )
 

@@ -42,7 +42,7 @@ def _contract_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
             )
             if partition_is_date:
                 params = [window.start.date(), window.end.date()]
-        with offline_store.connection() as con:
+        with offline_store.connection(read_only=True) as con:
             if not table_exists(con, spec.table):
                 return dg.AssetCheckResult(
                     passed=False, description=f"table {spec.table} does not exist"
@@ -74,7 +74,7 @@ def _online_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
         offline_store: OfflineStoreResource, online_store: OnlineStoreResource
     ) -> dg.AssetCheckResult:
         with (
-            offline_store.connection() as con,
+            offline_store.connection(read_only=True) as con,
             online_store.open(readonly=True) as store,
         ):
             compared, problems = online_offline_mismatches(store, con, spec)

@@ -20,7 +20,6 @@ MODEL_NAME = "fraud_model"
     group_name="inference",
     kinds={"lightgbm", "duckdb"},
     owners=OWNERS,
-    pool="offline_store",
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     deps=[*FEATURE_GROUPS, "raw_transactions", "fraud_model_champion"],
@@ -51,6 +50,7 @@ def fraud_predictions(
             "model_sha256": model.sha256,
             "dagster/row_count": stats.rows,
             "mean_probability": stats.mean,
+            "lake_snapshot": stats.lake_snapshot,
             "score_quantiles": markdown_table(
                 [{"quantile": k, "probability": f"{v:.5f}"} for k, v in stats.quantiles.items()]
             ),
@@ -63,7 +63,6 @@ def fraud_predictions(
     group_name="inference",
     kinds={"duckdb", "json"},
     owners=OWNERS,
-    pool="offline_store",
     partitions_def=log_partitions,
     backfill_policy=single_run,
 )
@@ -83,7 +82,7 @@ def inference_log(
         day = day + timedelta(days=1)
     logs = pl.concat(frames) if frames else read_inference_logs(data_dir.layout.inference_log_dir)
     with offline_store.connection() as con:
-        replace_partitions(
+        snapshot = replace_partitions(
             con,
             [
                 Replacement(
@@ -93,6 +92,7 @@ def inference_log(
                     [window.start, window.end],
                 )
             ],
+            message=f"inference_log [{window.start.isoformat()}, {window.end.isoformat()})",
         )
     latency = logs["latency_ms"]
     return dg.MaterializeResult(
@@ -104,5 +104,6 @@ def inference_log(
             "fallback_share": float(logs["fallback"].mean()) if logs.height else 0.0,
             "latency_p50_ms": float(latency.quantile(0.5)) if logs.height else 0.0,
             "latency_p99_ms": float(latency.quantile(0.99)) if logs.height else 0.0,
+            "lake_snapshot": snapshot,
         }
     )

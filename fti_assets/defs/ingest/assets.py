@@ -66,6 +66,7 @@ def _report_metadata(reports: list["IngestReport"]) -> dict:
             limit=31,
         ),
         "warnings": "\n".join(warnings) or "none",
+        "lake_snapshot": max(r.lake_snapshot for r in reports) if reports else None,
     }
 
 
@@ -105,7 +106,6 @@ raw_asset = functools.partial(
     group_name="ingest",
     kinds=KINDS,
     owners=OWNERS,
-    pool="offline_store",
     tags={"layer": "raw"},
 )
 

@@ -19,6 +19,7 @@ from fti_assets.lib.datasets import (
     write_dataset,
 )
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.offline_store import current_snapshot
 from fti_assets.lib.train_params import TrainParams
 from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
 
@@ -38,7 +39,6 @@ class TrainingDatasetConfig(dg.Config):
     group_name="training",
     kinds={"duckdb", "polars", "parquet"},
     owners=OWNERS,
-    pool="offline_store",
     deps=[*FEATURE_GROUPS, "raw_fraud_labels"],
 )
 def fraud_training_dataset(
@@ -60,7 +60,11 @@ def fraud_training_dataset(
         feature_groups=tuple(config.feature_groups),
     )
     groups = [FEATURE_GROUPS[name] for name in dataset_config.feature_groups]
-    with offline_store.connection() as con:
+    # Every table is read at ONE lake snapshot, recorded in the manifest: the dataset can be
+    # rebuilt from exactly these rows later, whatever backfills change in between.
+    with offline_store.connection(read_only=True) as con:
+        snapshot = current_snapshot(con)
+    with offline_store.connection(snapshot=snapshot) as con:
         frame, info = build_training_frame(con, groups, dataset_config)
     feature_columns, categorical = model_feature_columns(groups)
     version = write_dataset(
@@ -95,6 +99,7 @@ def fraud_training_dataset(
             ),
             "content_hash": manifest["content_hash"]["frame_sha256"],
             "feature_count": len(feature_columns),
+            "lake_snapshot": snapshot,
         }
     )
 
@@ -133,7 +138,6 @@ def train_params(config: TrainConfig) -> TrainParams:
     group_name="training",
     kinds={"lightgbm"},
     owners=OWNERS,
-    pool="offline_store",
     deps=[fraud_training_dataset],
 )
 def fraud_model(
@@ -165,6 +169,7 @@ def fraud_model(
             params=result.params,
             metrics={f"valid_{k}": v for k, v in result.metrics.items()},
             tags={"dataset_frame_sha256": manifest["content_hash"]["frame_sha256"]},
+            idempotency_key=context.run_id,  # a retried step returns the version it registered
         )
     registry.promote(MODEL_NAME, registered.version, alias="challenger")
     valid = result.metrics
@@ -195,7 +200,6 @@ def fraud_model(
     group_name="training",
     kinds={"lightgbm", "matplotlib"},
     owners=OWNERS,
-    pool="offline_store",
     deps=[fraud_model],
 )
 def fraud_model_evaluation(
@@ -277,7 +281,6 @@ def _fmt(value: float | None) -> str:
     group_name="training",
     kinds={"lightgbm"},
     owners=OWNERS,
-    pool="offline_store",
     deps=[fraud_model_evaluation],
 )
 def fraud_model_champion(

@@ -24,6 +24,7 @@ from packaging import version
 
 from fti_assets.defs.metadata import FEATURE_FRESHNESS, OWNERS, feature_group_metadata
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.offline_store import current_snapshot, lake_environment
 from fti_assets.lib.settings import PROJECT_ROOT
 from fti_assets.partitions import daily_partitions, single_run
 from fti_assets.resources import OfflineStoreResource
@@ -94,8 +95,8 @@ def _dbt_build(
     offline_store: OfflineStoreResource,
     window: tuple[str, str] | None = None,
 ) -> Iterator[Any]:
-    # dbt's profile reads the store path from FTI_DUCKDB_PATH: point it at this resource's file.
-    os.environ["FTI_DUCKDB_PATH"] = offline_store.path
+    # dbt's profile attaches the lake named by FTI_LAKE_*: point it at this resource's lake.
+    os.environ.update(lake_environment(offline_store.lake))
     # The partition window travels in env vars, not --vars: new --vars make dbt re-parse the
     # whole project on every daily run (see macros/partition_window.sql). Unset = all days.
     if window is None:
@@ -107,11 +108,25 @@ def _dbt_build(
     # not built in this run: "cautious" runs a test only when all its parents are selected
     # (also set in dbt_project.yml; dagster-dbt reads the env var to plan check subsets).
     os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
-    invocation = dbt.cli(["build"], context=context)
-    yield from invocation.stream()
+    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    with offline_store.connection(read_only=True) as lake:
+        for event in invocation.stream():
+            if isinstance(event, dg.Output | dg.AssetMaterialization):
+                # The lake snapshot in which this model's new rows are visible.
+                event = event.with_metadata(
+                    {**event.metadata, "lake_snapshot": current_snapshot(lake)}
+                )
+            yield event
     project_target = dbt_project.project_dir / dbt_project.target_path
     _keep_partial_parse(Path(invocation.target_path), project_target)
     _prune_run_folders(project_target)
+    error = invocation.get_error()
+    if error is not None:
+        if _RETRYABLE_DBT_ERROR.search(str(error)):
+            # A concurrent run committed to the same lake table first (dbt's transaction is not
+            # ours to re-run): every model here is idempotent, so the step is simply retried.
+            raise dg.RetryRequested(max_retries=DBT_CONFLICT_RETRIES, seconds_to_wait=2) from error
+        raise error
 
 
 def _keep_partial_parse(run_target: Path, project_target: Path) -> None:
@@ -119,7 +134,7 @@ def _keep_partial_parse(run_target: Path, project_target: Path) -> None:
 
     dagster-dbt gives each invocation its own target folder seeded with
     ``target/partial_parse.msgpack``; dbt throws that away and parses the whole project when the
-    profile differs (the DuckDB path is part of it) and the state from ``dbt parse`` was made
+    profile differs (the lake catalog is part of it) and the state from ``dbt parse`` was made
     with the path the dbt profile defaults to, not the resource's. Copying the run's state back
     means the next run on the same store parses only what changed (a few seconds per run).
     """
@@ -130,6 +145,12 @@ def _keep_partial_parse(run_target: Path, project_target: Path) -> None:
     shutil.copyfile(state, tmp)
     os.replace(tmp, project_target / "partial_parse.msgpack")  # atomic: readers see old or new
 
+
+# A dbt failure caused by a concurrent commit to the same lake table (see lib/offline_store).
+_RETRYABLE_DBT_ERROR = re.compile(
+    r"Failed to commit DuckLake transaction|conflict|database is locked", re.IGNORECASE
+)
+DBT_CONFLICT_RETRIES = 4
 
 # dagster-dbt's per-invocation target folders: "<op name>-<run id[:7]>-<random[:7]>".
 _RUN_FOLDER = re.compile(r"^dbt_\w+-[0-9a-f]{7}-[0-9a-f]{7}$")
@@ -159,7 +180,7 @@ def _prune_run_folders(
     exclude="tag:daily",
     dagster_dbt_translator=translator,
     name="dbt_reference_models",
-    pool="offline_store",
+    pool="dbt",
 )
 def dbt_reference_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, offline_store: OfflineStoreResource
@@ -176,7 +197,7 @@ def dbt_reference_models(
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     name="dbt_daily_models",
-    pool="offline_store",
+    pool="dbt",
 )
 def dbt_daily_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, offline_store: OfflineStoreResource

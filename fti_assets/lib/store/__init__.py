@@ -1,0 +1,1 @@
+"""Servers and engines behind the shared data layer."""
