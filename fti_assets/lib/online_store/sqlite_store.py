@@ -72,6 +72,8 @@ T = TypeVar("T")
 
 _VERSIONS_TABLE = "fti_online_group_versions"
 _CURRENT_TABLE = "fti_online_current"
+# One row, one counter: bumped whenever a group's spec or current version changes.
+_GENERATION_TABLE = "fti_online_generation"
 _CONSUMERS_TABLE = "fti_stream_consumers"
 _ENTRIES_TABLE = "fti_stream_entries"
 _DEAD_LETTERS_TABLE = "fti_stream_dead_letters"
@@ -188,6 +190,7 @@ class OnlineStore:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._data_version: int | None = None
+        self._generation: int | None = None
         self._readers: dict[str, _GroupReader] = {}
         # Current group versions stored with another layout: group name -> error message.
         self._stale: dict[str, str] = {}
@@ -331,6 +334,11 @@ class OnlineStore:
             f"CREATE TABLE IF NOT EXISTS {_CURRENT_TABLE} ("
             "name TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
         )
+        con.execute(f"CREATE TABLE IF NOT EXISTS {_GENERATION_TABLE} (n INTEGER NOT NULL)")
+        con.execute(
+            f"INSERT INTO {_GENERATION_TABLE} (n) SELECT 0 "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {_GENERATION_TABLE})"
+        )
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {_CONSUMERS_TABLE} ("
             "consumer TEXT NOT NULL PRIMARY KEY, log_offset INTEGER NOT NULL, "
@@ -457,9 +465,16 @@ class OnlineStore:
 
     def _refresh_if_changed(self) -> None:
         # data_version changes whenever another connection (this object's writer included)
-        # commits, so a version bump made by another process is seen by the next lookup.
+        # commits, so a version bump made by another process is seen by the next lookup. Most
+        # commits only change rows (a streaming pipeline commits many times a second): the
+        # readers are rebuilt only when the generation, bumped with every spec or current
+        # version change, moved (a rebuild compiles a decoder per group, about a millisecond).
         version = self._cursor.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
+            return
+        generation = _generation(self._cursor)
+        if generation is not None and generation == self._generation:
+            self._data_version = version
             return
         metas = self._current_metas(self._cursor)
         self._readers = {
@@ -470,7 +485,7 @@ class OnlineStore:
             for m in metas
             if m.schema.layout != LAYOUT
         }
-        self._data_version = version
+        self._data_version, self._generation = version, generation
 
     @staticmethod
     def _current_metas(cursor: sqlite3.Cursor) -> list[GroupMeta]:
@@ -640,23 +655,37 @@ def _record_version(
     max_event_time_us: int | None,
 ) -> None:
     """Store the version's spec and figures and make it the group's current version."""
+    spec = schema.to_json(description)
+    stored = con.execute(
+        f"SELECT spec FROM {_VERSIONS_TABLE} WHERE name = ? AND version = ?",
+        (schema.name, schema.version),
+    ).fetchone()
+    current = con.execute(
+        f"SELECT version FROM {_CURRENT_TABLE} WHERE name = ?", (schema.name,)
+    ).fetchone()
     con.execute(
         f"INSERT OR REPLACE INTO {_VERSIONS_TABLE} "
         "(name, version, spec, row_count, max_event_time_us, last_write_us) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            schema.name,
-            schema.version,
-            schema.to_json(description),
-            row_count,
-            max_event_time_us,
-            now_us(),
-        ),
+        (schema.name, schema.version, spec, row_count, max_event_time_us, now_us()),
     )
-    con.execute(
-        f"INSERT OR REPLACE INTO {_CURRENT_TABLE} (name, version) VALUES (?, ?)",
-        (schema.name, schema.version),
-    )
+    if stored != (spec,) or current != (schema.version,):
+        con.execute(
+            f"INSERT OR REPLACE INTO {_CURRENT_TABLE} (name, version) VALUES (?, ?)",
+            (schema.name, schema.version),
+        )
+        con.execute(f"UPDATE {_GENERATION_TABLE} SET n = n + 1")
+
+
+def _generation(cursor: sqlite3.Cursor) -> int | None:
+    """The schema generation (None in a file written before the counter existed)."""
+    try:
+        row = cursor.execute(f"SELECT n FROM {_GENERATION_TABLE}").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    return None if row is None else row[0]
 
 
 def _check_offset(con: sqlite3.Connection, commit: StreamCommit) -> None:
