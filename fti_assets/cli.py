@@ -361,7 +361,7 @@ def stream(
             "and still be applied; older ones go to the dead-letter table.",
         ),
     ] = 600.0,
-    batch_size: Annotated[int, typer.Option(help="Events per commit at most.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Events per commit at most.")] = 500,
     bootstrap: Annotated[
         bool,
         typer.Option(

@@ -72,8 +72,10 @@ class StreamConfig:
     consumer: str = CONSUMER
     # How much older than its card's latest transaction an event may be and still be applied.
     lateness: timedelta = timedelta(minutes=10)
-    # Events per commit at most.
-    max_batch: int = 2_000
+    # Events per commit at most. An event waits for its whole batch: at ~45 µs per event a
+    # batch of 500 commits within ~25 ms of CPU; per-commit costs are ~0.2 ms, so smaller
+    # batches cost little throughput.
+    max_batch: int = 500
     # Longest wait for new events before checking for a stop.
     wait_s: float = 0.5
     # An idle pipeline commits its progress information this often.
