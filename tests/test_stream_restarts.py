@@ -10,7 +10,6 @@ offset. Runs on both backends (SQLite files; online store + event log on a real 
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from fti_assets.lib.settings import PROJECT_ROOT
 from fti_assets.lib.store_urls import sqlite_url
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.processor import StreamConfig, StreamProcessor
+from tests.processes import fti_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -130,7 +130,9 @@ def test_sigkill_mid_stream_many_times_ends_in_the_uninterrupted_state(
         uninterrupted.start()
         uninterrupted.run(lambda: False, until_caught_up=True)
         expected = state_of(reference)
-    env = {**os.environ, "FTI_ONLINE_URL": online_url, "FTI_EVENT_LOG_URL": log_url}
+    env = fti_env(
+        FTI_DATA_DIR=str(tmp_path / "data"), FTI_ONLINE_URL=online_url, FTI_EVENT_LOG_URL=log_url
+    )
     rng = random.Random(11)
     offset, killed_at = 0, []
     while len(killed_at) < KILLS and offset < len(payloads):

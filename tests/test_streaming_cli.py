@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -17,16 +16,14 @@ from fti_assets.lib.settings import PROJECT_ROOT, Settings
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.events import encode_transaction
 from fti_assets.lib.windows import build_card_transaction_features
+from tests.processes import fti_env
 from tests.unit.test_serving import history_transactions
 
 
 def _fti_stream(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FTI_DATA_DIR": str(data_dir)}
-    for name in ("FTI_ONLINE_URL", "FTI_EVENT_LOG_URL", "FTI_ONLINE_PATH"):
-        env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", "fti_assets.cli", "stream", *args],
-        env=env,
+        env=fti_env(FTI_DATA_DIR=str(data_dir)),
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

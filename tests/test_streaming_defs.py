@@ -28,6 +28,7 @@ from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.events import encode_transaction
 from fti_assets.lib.streaming.processor import StreamProcessor
 from fti_assets.resources import EventLogResource, OnlineStoreResource
+from tests.processes import fti_env
 from tests.unit.test_serving import history_transactions
 
 STREAMING = dg.AssetKey("streaming_card_features")
@@ -134,13 +135,7 @@ def test_a_real_daemon_records_the_observation_in_the_instance(tmp_path: Path) -
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "FTI_DATA_DIR": str(data_dir),
-    }
-    for name in ("FTI_ONLINE_URL", "FTI_EVENT_LOG_URL", "FTI_ONLINE_PATH", "FTI_REGISTRY_PATH"):
-        env.pop(name, None)
+    env = fti_env(DAGSTER_HOME=str(home), FTI_DATA_DIR=str(data_dir))
     daemon = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
         cwd=PROJECT_ROOT,

@@ -9,7 +9,6 @@ backend with the real processes users start (``fti serve``-style uvicorn and ``f
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction, to_us
 from fti_assets.lib.streaming.processor import StreamProcessor
 from fti_assets.lib.windows import build_card_transaction_features
 from fti_assets.service.app import create_app
+from tests.processes import fti_env
 from tests.test_service import BODY, _free_port, _wait_until_up, copy_data
 from tests.test_service import models as models  # noqa: F401 - fixture
 from tests.test_service import template as template  # noqa: F401 - fixture
@@ -157,9 +157,7 @@ def processes(tmp_path: Path, template: Path) -> Iterator[tuple[Settings, str]]:
     """A uvicorn service and ``fti stream`` on one data folder (the default SQLite backend)."""
     data_dir = copy_data(template, tmp_path / "data")
     settings = Settings.for_data_dir(data_dir)
-    env = {**os.environ, "FTI_DATA_DIR": str(data_dir)}
-    for name in ("FTI_ONLINE_URL", "FTI_EVENT_LOG_URL", "FTI_ONLINE_PATH", "FTI_REGISTRY_PATH"):
-        env.pop(name, None)
+    env = fti_env(FTI_DATA_DIR=str(data_dir))
     port = _free_port()
     server = _start(["-m", "fti_assets.service.server", "--port", str(port)], env)
     # No offline raw_transactions in this folder: the windows start from the log alone.
