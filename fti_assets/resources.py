@@ -63,12 +63,13 @@ class ModelRegistryResource(dg.ConfigurableResource):
 
 
 class ModelGatesResource(dg.ConfigurableResource):
-    """Thresholds of the blocking promotion gates on fraud_model_evaluation."""
+    """Overrides of the promotion-gate thresholds for every model (unset: each model spec's own
+    thresholds apply)."""
 
-    pr_auc_floor: float = 0.25
-    champion_tolerance: float = 0.02
-    max_slice_recall_drop: float = 0.15
-    min_slice_positives: int = 15
+    pr_auc_floor: float | None = None
+    champion_tolerance: float | None = None
+    max_slice_recall_drop: float | None = None
+    min_slice_positives: int | None = None
 
 
 def _env_or(name: str, value: Path | str) -> str | dg.EnvVar:

@@ -2,6 +2,7 @@
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -174,11 +175,37 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         assert registry.get("fraud_model", 2).status == "rejected"
         assert registry.resolve("fraud_model", "champion").version == 1
 
+        # The champion asset materialized alone (the UI allows it) takes the challenger alias
+        # (v2, rejected): it refuses, and neither the alias nor the status moves.
+        assert registry.resolve("fraud_model", "challenger").version == 2
+        alone = _run(selection=["fraud_model_champion"], instance=instance, raise_on_error=False)
+        assert not alone.success
+        assert registry.resolve("fraud_model", "champion").version == 1
+        assert registry.get("fraud_model", 2).status == "rejected"
+
+        # Two training runs at once keep their own versions: each evaluates and gates the model
+        # it registered itself, not the other run's (versions pass within a run).
+        evaluate_only = training[:-1]
+        with ThreadPoolExecutor(2) as pool:
+            good, bad = pool.map(
+                lambda config: _run(
+                    selection=evaluate_only, run_config=config, instance=instance,
+                    raise_on_error=False,
+                ),
+                [TRAINING_CONFIG, {**TRAINING_CONFIG, **BAD_MODEL_CONFIG}],
+            )  # fmt: skip
+        for result in (good, bad):
+            trained = _materialized(result, "fraud_model")["model_version"]
+            assert _materialized(result, "fraud_model_evaluation")["model_version"] == trained
+        assert {_materialized(r, "fraud_model")["model_version"] for r in (good, bad)} == {3, 4}
+        bad_version = _materialized(bad, "fraud_model")["model_version"]
+        assert registry.get("fraud_model", bad_version).status == "rejected"
+
         # A good retrain passes, is promoted, and re-scoring a day uses the new champion.
         assert _run(selection=training, run_config=TRAINING_CONFIG, instance=instance).success
-        assert registry.resolve("fraud_model", "champion").version == 3
+        assert registry.resolve("fraud_model", "champion").version == 5
         rescored = _run(TINY_END, TINY_END, selection=["fraud_predictions"], instance=instance)
-        assert _materialized(rescored, "fraud_predictions")["model_version"] == 3
+        assert _materialized(rescored, "fraud_predictions")["model_version"] == 5
         con = connect(_lake(), read_only=True)
         versions = read_frame(
             con,
@@ -187,7 +214,7 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
             [TINY_END],
         )
         con.close()
-        assert versions["model_version"].to_list() == [3]
+        assert versions["model_version"].to_list() == [5]
 
 
 def test_rematerializing_is_idempotent(data_layer: Path) -> None:
