@@ -5,6 +5,7 @@ most ``max_rows`` rows of each frame, saves the HTML and returns Evidently's own
 verdicts, parsed from the snapshot (``ValueDrift`` metrics and their tests). It also runs the
 fast layer (:func:`~fti_assets.lib.monitoring.drift.detect_drift`) on the very same sample and
 records where the two disagree, so every report carries its own cross-check.
+:func:`run_data_drift` is the bare Evidently run on every row given (what the benchmark times).
 
 Columns the fast layer cannot test (absent from the reference, no usable value on one side) are
 left out of the Evidently run, which would raise on them, and are listed with the reason.
@@ -22,6 +23,7 @@ from typing import Any
 
 import polars as pl
 from evidently import BinaryClassification, DataDefinition, Dataset, Report
+from evidently.core.report import Snapshot
 from evidently.legacy.calculations.stattests import (
     chi_stat_test,
     jensenshannon_stat_test,
@@ -74,33 +76,17 @@ class EvidentlyColumnVerdict:
 
 
 @dataclass(frozen=True)
-class EvidentlyDriftReport:
-    """Evidently's verdicts on the sample, the HTML's path, and the fast layer's agreement."""
+class EvidentlyDrift:
+    """Evidently's per-column verdicts and dataset figures, parsed from its snapshot."""
 
-    html_path: Path
-    reference_rows: int  # rows of the sample
-    current_rows: int
-    seed: int
     columns: tuple[EvidentlyColumnVerdict, ...]
-    untested: dict[str, ColumnStatus]  # left out of the Evidently run, and why
     number_of_drifted_columns: int
     share_of_drifted_columns: float
     dataset_drift: bool
-    fast: DriftResult  # the fast layer on the same sample
 
     @property
     def verdicts(self) -> dict[str, bool]:
         return {c.column: c.drifted for c in self.columns}
-
-    @property
-    def disagreements(self) -> list[str]:
-        """Columns where the fast layer's test or verdict differs from Evidently's."""
-        return [
-            c.column
-            for c in self.columns
-            if (self.fast.column(c.column).test, self.fast.column(c.column).drifted)
-            != (c.test, c.drifted)
-        ]
 
     def to_polars(self) -> pl.DataFrame:
         return pl.DataFrame(
@@ -114,6 +100,29 @@ class EvidentlyDriftReport:
             },
         )
 
+
+@dataclass(frozen=True)
+class EvidentlyDriftReport:
+    """Evidently's verdicts on the sample, the HTML's path, and the fast layer's agreement."""
+
+    html_path: Path
+    reference_rows: int  # rows of the sample
+    current_rows: int
+    seed: int
+    untested: dict[str, ColumnStatus]  # left out of the Evidently run, and why
+    evidently: EvidentlyDrift
+    fast: DriftResult  # the fast layer on the same sample
+
+    @property
+    def disagreements(self) -> list[str]:
+        """Columns where the fast layer's test or verdict differs from Evidently's."""
+        return [
+            c.column
+            for c in self.evidently.columns
+            if (self.fast.column(c.column).test, self.fast.column(c.column).drifted)
+            != (c.test, c.drifted)
+        ]
+
     def summary(self) -> dict[str, Any]:
         """JSON-friendly figures for asset metadata."""
         return {
@@ -121,9 +130,10 @@ class EvidentlyDriftReport:
             "sample_reference_rows": self.reference_rows,
             "sample_current_rows": self.current_rows,
             "seed": self.seed,
-            "number_of_drifted_columns": self.number_of_drifted_columns,
-            "share_of_drifted_columns": self.share_of_drifted_columns,
-            "dataset_drift": self.dataset_drift,
+            "number_of_drifted_columns": self.evidently.number_of_drifted_columns,
+            "share_of_drifted_columns": self.evidently.share_of_drifted_columns,
+            "dataset_drift": self.evidently.dataset_drift,
+            "drifted_columns": [c for c, drifted in self.evidently.verdicts.items() if drifted],
             "untested_columns": {c: s.value for c, s in self.untested.items()},
             "fast_layer_disagreements": self.disagreements,
         }
@@ -151,6 +161,31 @@ def _dataset(frame: pl.DataFrame, columns: list[str], definition: DataDefinition
     return Dataset.from_pandas(frame.select(columns).to_pandas(), data_definition=definition)
 
 
+def run_data_drift(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    kinds: Mapping[str, ColumnKind],
+    *,
+    drift_share: float = DEFAULT_DRIFT_SHARE,
+) -> tuple[Snapshot, EvidentlyDrift]:
+    """Evidently ``DataDriftPreset`` on every row given (all columns must be testable)."""
+    definition = _data_definition(kinds)
+    columns = list(kinds)
+    try:
+        with warnings.catch_warnings():  # SciPy warns on every chi-square with a new value
+            warnings.simplefilter("ignore", RuntimeWarning)
+            snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
+                _dataset(current, columns, definition), _dataset(reference, columns, definition)
+            )
+    except Exception as exc:  # re-raised with the run's context: never skipped
+        raise EvidentlyReportError(
+            f"Evidently DataDriftPreset failed on {len(columns)} column(s) {columns} "
+            f"({current.height} current / {reference.height} reference rows): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return snapshot, _parse_drift(snapshot.dict(), columns)
+
+
 def evidently_drift_report(
     reference: pl.DataFrame,
     current: pl.DataFrame,
@@ -176,36 +211,20 @@ def evidently_drift_report(
     if not tested:
         statuses = {c: s.value for c, s in untested.items()}
         raise ValueError(f"no column can be tested for drift: {statuses}")
-    definition = _data_definition(tested)
-    columns = list(tested)
-    try:
-        with warnings.catch_warnings():  # SciPy warns on every chi-square with a new value
-            warnings.simplefilter("ignore", RuntimeWarning)
-            snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
-                _dataset(cur, columns, definition), _dataset(ref, columns, definition)
-            )
-    except Exception as exc:  # re-raised with the run's context: never skipped
-        raise EvidentlyReportError(
-            f"Evidently DataDriftPreset failed on {len(columns)} column(s) {columns} "
-            f"({cur.height} current / {ref.height} reference rows): {type(exc).__name__}: {exc}"
-        ) from exc
-    verdicts, count, share, dataset_drift = _parse_drift(snapshot.dict(), columns)
+    snapshot, evidently = run_data_drift(ref, cur, tested, drift_share=drift_share)
     _save_html(snapshot, html_path)
     return EvidentlyDriftReport(
         html_path=html_path,
         reference_rows=ref.height,
         current_rows=cur.height,
         seed=seed,
-        columns=verdicts,
         untested=untested,
-        number_of_drifted_columns=count,
-        share_of_drifted_columns=share,
-        dataset_drift=dataset_drift,
+        evidently=evidently,
         fast=detect_drift(ref, cur, tested, drift_share=drift_share),
     )
 
 
-def _save_html(snapshot: Any, html_path: Path) -> None:
+def _save_html(snapshot: Snapshot, html_path: Path) -> None:
     try:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(html_path))
@@ -227,9 +246,7 @@ def _test_status(tests: list[dict[str, Any]], metric_id: str) -> str:
     return status
 
 
-def _parse_drift(
-    result: Mapping[str, Any], columns: list[str]
-) -> tuple[tuple[EvidentlyColumnVerdict, ...], int, float, bool]:
+def _parse_drift(result: Mapping[str, Any], columns: list[str]) -> EvidentlyDrift:
     """Per-column verdicts and the dataset figures from ``snapshot.dict()``."""
     tests = result["tests"]
     by_column: dict[str, EvidentlyColumnVerdict] = {}
@@ -260,8 +277,12 @@ def _parse_drift(
         )
     value = counts[0]["value"]
     dataset_drift = _test_status(tests, counts[0]["id"]) == "FAIL"  # share < drift_share failed
-    verdicts = tuple(by_column[c] for c in columns)
-    return verdicts, int(value["count"]), float(value["share"]), dataset_drift
+    return EvidentlyDrift(
+        columns=tuple(by_column[c] for c in columns),
+        number_of_drifted_columns=int(value["count"]),
+        share_of_drifted_columns=float(value["share"]),
+        dataset_drift=dataset_drift,
+    )
 
 
 @dataclass(frozen=True)

@@ -76,14 +76,14 @@ def test_fast_layer_gives_evidentlys_test_and_verdict_for_every_column(
     fast = detect_drift(reference, current, KINDS)
 
     assert report.untested == {}
-    for verdict in report.columns:
+    for verdict in report.evidently.columns:
         ours = fast.column(verdict.column)
         assert (ours.test, ours.drifted) == (verdict.test, verdict.drifted), verdict.column
         assert ours.score == pytest.approx(verdict.score, rel=1e-6, abs=1e-12), verdict.column
     assert report.disagreements == []
-    assert fast.drifted_columns == [c.column for c in report.columns if c.drifted]
-    assert fast.share_of_drifted_columns == pytest.approx(report.share_of_drifted_columns)
-    assert fast.dataset_drift is report.dataset_drift
+    assert fast.drifted_columns == [c.column for c in report.evidently.columns if c.drifted]
+    assert fast.share_of_drifted_columns == pytest.approx(report.evidently.share_of_drifted_columns)
+    assert fast.dataset_drift is report.evidently.dataset_drift
     # The data exercise both verdicts: the injected shift is caught; without it, at most a
     # chance p < 0.05 on one column.
     drifted = set(fast.drifted_columns)
@@ -245,7 +245,7 @@ def test_all_null_columns_are_recorded_and_left_out_of_evidently(tmp_path: Path)
         "channel": ColumnStatus.EMPTY_CURRENT,
         "empty_in_reference": ColumnStatus.EMPTY_REFERENCE,
     }
-    assert [c.column for c in report.columns] == [c.column for c in result.tested]
+    assert [c.column for c in report.evidently.columns] == [c.column for c in result.tested]
     assert report.disagreements == []
     assert result.drifted_columns == []
 

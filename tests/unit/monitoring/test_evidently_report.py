@@ -43,12 +43,13 @@ def test_drift_report_is_saved_and_parsed_on_a_seeded_bounded_sample(tmp_path: P
 
     assert "Wasserstein distance (normed)" in html.read_text()  # the report, not a stub
     assert (report.reference_rows, report.current_rows) == (1200, 1200)
-    assert report.verdicts == {"amount": True, "channel": False} == again.verdicts
-    assert [c.score for c in report.columns] == [c.score for c in again.columns]
-    assert report.verdicts == {c.column: c.drifted for c in fast.columns}
-    assert (report.number_of_drifted_columns, report.share_of_drifted_columns) == (1, 0.5)
-    assert report.dataset_drift is True  # Evidently's rule: share >= drift_share
-    assert report.to_polars()["test"].to_list() == ["wasserstein", "jensenshannon"]
+    evidently = report.evidently
+    assert evidently.verdicts == {"amount": True, "channel": False} == again.evidently.verdicts
+    assert [c.score for c in evidently.columns] == [c.score for c in again.evidently.columns]
+    assert evidently.verdicts == {c.column: c.drifted for c in fast.columns}
+    assert (evidently.number_of_drifted_columns, evidently.share_of_drifted_columns) == (1, 0.5)
+    assert evidently.dataset_drift is True  # Evidently's rule: share >= drift_share
+    assert evidently.to_polars()["test"].to_list() == ["wasserstein", "jensenshannon"]
     assert json.loads(json.dumps(report.summary()))["fast_layer_disagreements"] == []
 
 
