@@ -85,7 +85,7 @@ class DriftTest(StrEnum):
 
 
 @dataclass(frozen=True)
-class TestRule:
+class DriftRule:
     """Evidently's default threshold and drift comparison for one test."""
 
     threshold: float
@@ -100,12 +100,12 @@ class TestRule:
         return score >= self.threshold
 
 
-TEST_RULES: dict[DriftTest, TestRule] = {
-    DriftTest.KS: TestRule(0.05, "p_value", "<="),
-    DriftTest.CHI_SQUARE: TestRule(0.05, "p_value", "<"),
-    DriftTest.Z: TestRule(0.05, "p_value", "<"),
-    DriftTest.WASSERSTEIN: TestRule(0.1, "distance", ">="),
-    DriftTest.JENSEN_SHANNON: TestRule(0.1, "distance", ">="),
+DRIFT_RULES: dict[DriftTest, DriftRule] = {
+    DriftTest.KS: DriftRule(0.05, "p_value", "<="),
+    DriftTest.CHI_SQUARE: DriftRule(0.05, "p_value", "<"),
+    DriftTest.Z: DriftRule(0.05, "p_value", "<"),
+    DriftTest.WASSERSTEIN: DriftRule(0.1, "distance", ">="),
+    DriftTest.JENSEN_SHANNON: DriftRule(0.1, "distance", ">="),
 }
 
 
@@ -540,7 +540,7 @@ def column_drift(
         outcome = _numeric_outcome(ref.sort().to_numpy(), cur.sort().to_numpy())
     else:
         outcome = _categorical_outcome(ref, cur)
-    rule = TEST_RULES[outcome.test]
+    rule = DRIFT_RULES[outcome.test]
     drifted = rule.drifted(outcome.score)
     return ColumnDrift(
         column=name,
