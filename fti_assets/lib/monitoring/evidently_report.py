@@ -177,13 +177,14 @@ def run_data_drift(
             snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
                 _dataset(current, columns, definition), _dataset(reference, columns, definition)
             )
+            result = snapshot.dict()
     except Exception as exc:  # re-raised with the run's context: never skipped
         raise EvidentlyReportError(
             f"Evidently DataDriftPreset failed on {len(columns)} column(s) {columns} "
             f"({current.height} current / {reference.height} reference rows): "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    return snapshot, _parse_drift(snapshot.dict(), columns)
+    return snapshot, _parse_drift(result, columns)
 
 
 def evidently_drift_report(
@@ -339,6 +340,7 @@ def evidently_classification_report(
             snapshot = Report(
                 [ClassificationPreset(probas_threshold=threshold)], include_tests=True
             ).run(current, ref)
+            result = snapshot.dict()
     except Exception as exc:
         raise EvidentlyReportError(
             f"Evidently ClassificationPreset failed on {sample.height} rows: "
@@ -347,7 +349,7 @@ def evidently_classification_report(
     _save_html(snapshot, html_path)
     metrics = {
         m["config"]["type"].removeprefix(_METRIC_TYPE_PREFIX): float(m["value"])
-        for m in snapshot.dict()["metrics"]
+        for m in result["metrics"]
         if isinstance(m["value"], int | float)
     }
     return EvidentlyClassificationReport(html_path=html_path, rows=sample.height, metrics=metrics)
