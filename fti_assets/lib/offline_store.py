@@ -286,9 +286,9 @@ def replace_partitions(
     """Apply every replacement in ONE commit: all of them land, or none does.
 
     A table that does not exist yet is created from its frame's schema (so its first write
-    defines it) unless the replacement says otherwise; later frames are inserted by column name. Returns the lake snapshot id the
-    commit created. A conflict with a concurrent commit re-runs the transaction, at most
-    ``max_attempts`` times in all.
+    defines it) unless the replacement says otherwise; later frames are inserted by column
+    name. Returns the lake snapshot id the commit created. A conflict with a concurrent commit
+    re-runs the transaction, at most ``max_attempts`` times in all.
     """
     tables = ", ".join(sorted({r.table for r in replacements}))
 
