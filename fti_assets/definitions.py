@@ -13,25 +13,28 @@ from fti_assets.defs.transform import assets as transform_assets
 from fti_assets.resources import default_resources
 from fti_assets.specs.models import MODELS
 
-stages = dg.Definitions(
-    assets=[
-        *dg.load_assets_from_modules([ingest_assets]),
-        transform_assets.dbt_reference_models,
-        transform_assets.dbt_daily_models,
-        feature_assets.card_transaction_features,
-        *feature_assets.online_assets,
-        inference_assets.inference_log,
-        maintenance_assets.lake_maintenance,
-    ],
-    asset_checks=[*feature_checks.feature_contract_checks, *feature_checks.online_checks],
-    schedules=[maintenance_assets.lake_maintenance_schedule],
-    resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
-    # Runs launched from the UI or a schedule execute each step in its own process. Forking those
-    # from a server that imported these definitions once per run (forkserver), instead of
-    # spawning a fresh interpreter per step, saves the ~4 s import for every step.
-    executor=dg.multiprocess_executor.configured(
-        {"start_method": {"forkserver": {"preload_modules": ["fti_assets.definitions"]}}}
-    ),
-)
 
-defs = dg.Definitions.merge(stages, *(model_definitions(spec) for spec in MODELS.values()))
+def _stages() -> dg.Definitions:
+    return dg.Definitions(
+        assets=[
+            *dg.load_assets_from_modules([ingest_assets]),
+            transform_assets.dbt_reference_models,
+            transform_assets.dbt_daily_models,
+            feature_assets.card_transaction_features,
+            *feature_assets.online_assets,
+            inference_assets.inference_log,
+            maintenance_assets.lake_maintenance,
+        ],
+        asset_checks=[*feature_checks.feature_contract_checks, *feature_checks.online_checks],
+        schedules=[maintenance_assets.lake_maintenance_schedule],
+        resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
+        # Runs launched from the UI or a schedule execute each step in its own process. Forking
+        # those from a server that imported these definitions once per run (forkserver), instead
+        # of spawning a fresh interpreter per step, saves the ~4 s import for every step.
+        executor=dg.multiprocess_executor.configured(
+            {"start_method": {"forkserver": {"preload_modules": ["fti_assets.definitions"]}}}
+        ),
+    )
+
+
+defs = dg.Definitions.merge(_stages(), *(model_definitions(spec) for spec in MODELS.values()))

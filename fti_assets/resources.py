@@ -37,9 +37,12 @@ class OfflineStoreResource(dg.ConfigurableResource):
 
 
 class DataDirResource(dg.ConfigurableResource):
-    """The data folder (FTI_DATA_DIR): landing files, datasets, models, reports."""
+    """The data folder (FTI_DATA_DIR): landing files, datasets, models, reports. Reports are
+    linked from the UI through ``reports_url`` (FTI_REPORTS_URL; `make dev` serves the reports
+    folder there)."""
 
     path: str
+    reports_url: str = "http://127.0.0.1:3001"
 
     @property
     def layout(self) -> DataLayout:
@@ -84,7 +87,10 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
             catalog=_env_or("FTI_LAKE_CATALOG", settings.lake.catalog),
             data_path=_env_or("FTI_LAKE_DATA_PATH", settings.lake.data_path),
         ),
-        "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
+        "data_dir": DataDirResource(
+            path=_env_or("FTI_DATA_DIR", settings.data_dir),
+            reports_url=_env_or("FTI_REPORTS_URL", settings.reports_url),
+        ),
         "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
         "model_gates": ModelGatesResource(),
         "model_registry": ModelRegistryResource(

@@ -2,7 +2,8 @@
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -121,7 +122,23 @@ def _materialized(result, asset: str) -> dict:
     return {k: v.value for k, v in events[0].metadata.items()}
 
 
-def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
+def _materialize_process(
+    selection: list[str], ops_config: dict, home: Path, data_layer: Path
+) -> subprocess.Popen:
+    """A `dagster asset materialize` process (multiprocess executor, its own instance)."""
+    home.mkdir()
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+            "-m", "fti_assets.definitions", "--select", ",".join(selection),
+            "--config-json", json.dumps({"ops": ops_config}),
+        ],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
         result = _run(run_config=TRAINING_CONFIG, instance=instance)
         assert result.success
@@ -183,23 +200,28 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         assert registry.resolve("fraud_model", "champion").version == 1
         assert registry.get("fraud_model", 2).status == "rejected"
 
-        # Two training runs at once keep their own versions: each evaluates and gates the model
-        # it registered itself, not the other run's (versions pass within a run).
-        evaluate_only = training[:-1]
-        with ThreadPoolExecutor(2) as pool:
-            good, bad = pool.map(
-                lambda config: _run(
-                    selection=evaluate_only, run_config=config, instance=instance,
-                    raise_on_error=False,
-                ),
-                [TRAINING_CONFIG, {**TRAINING_CONFIG, **BAD_MODEL_CONFIG}],
-            )  # fmt: skip
-        for result in (good, bad):
-            trained = _materialized(result, "fraud_model")["model_version"]
-            assert _materialized(result, "fraud_model_evaluation")["model_version"] == trained
-        assert {_materialized(r, "fraud_model")["model_version"] for r in (good, bad)} == {3, 4}
-        bad_version = _materialized(bad, "fraud_model")["model_version"]
-        assert registry.get("fraud_model", bad_version).status == "rejected"
+        # Two training runs at once (two processes, as two users or a sensor and a user would
+        # launch them) keep their own versions: each evaluates and gates the model it
+        # registered itself, not the other run's (versions pass within a run).
+        runs = [
+            _materialize_process(training[:-1], config, tmp_path / f"home{i}", data_layer)
+            for i, config in enumerate([TRAINING_CONFIG, {**TRAINING_CONFIG, **BAD_MODEL_CONFIG}])
+        ]
+        outputs = [run.communicate(timeout=600)[0] for run in runs]
+        assert [run.returncode for run in runs] == [0, 1], outputs  # the bad one fails a gate
+        by_run = {}
+        for version in (3, 4):
+            model = registry.get("fraud_model", version)
+            by_run[model.tags["dagster_run_id"]] = model
+        evaluated = [
+            json.loads(
+                (data_layer / "reports" / "fraud_model" / f"v{v}" / "evaluation.json").read_text()
+            )
+            for v in (3, 4)
+        ]
+        for report in evaluated:  # each run evaluated the version it trained
+            assert by_run[report["run_id"]].version == report["model_version"]
+        assert sorted(m.status for m in by_run.values()) == ["rejected", "validated"]
 
         # A good retrain passes, is promoted, and re-scoring a day uses the new champion.
         assert _run(selection=training, run_config=TRAINING_CONFIG, instance=instance).success
