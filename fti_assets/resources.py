@@ -12,7 +12,7 @@ import duckdb
 
 from fti_assets.lib.offline_store import connection
 from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import DataLayout, LakeConfig, Settings
+from fti_assets.lib.settings import DEFAULT_REPORTS_URL, DataLayout, LakeConfig, Settings
 
 
 class OfflineStoreResource(dg.ConfigurableResource):
@@ -42,7 +42,7 @@ class DataDirResource(dg.ConfigurableResource):
     folder there)."""
 
     path: str
-    reports_url: str = "http://127.0.0.1:3001"
+    reports_url: str = DEFAULT_REPORTS_URL
 
     @property
     def layout(self) -> DataLayout:

@@ -13,7 +13,7 @@ import pytest
 from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import connect, read_frame
+from fti_assets.lib.offline_store import connect, connection, read_frame
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.reproduce import reproduce
 from fti_assets.lib.settings import LakeConfig, Settings
@@ -165,6 +165,7 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) 
         evaluation = _materialized(result, "fraud_model_evaluation")
         assert evaluation["test_pr_auc"] > 0 and evaluation["oracle_pr_auc"] > 0
         assert _materialized(result, "fraud_predictions")["model_version"] == 1
+        _assert_monitoring(result, data_layer, instance)
 
         # `fti models reproduce`: rebuilding the dataset version and retraining gives the same
         # dataset content hash and a byte-identical model.
@@ -237,6 +238,47 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) 
         )
         con.close()
         assert versions["model_version"].to_list() == [5]
+
+
+def _assert_monitoring(result, data_layer: Path, instance: dg.DagsterInstance) -> None:
+    """Every day was monitored; the fast drift layer agrees with Evidently on the sample; a day
+    without scored rows and days whose labels have not arrived give recorded results."""
+    drift = _materialized(result, "fraud_model_feature_drift_report")
+    assert drift["status"] == "tested" and drift["evidently_disagreements"] == "none"
+    html = Path(drift["evidently_report_path"])
+    assert html.exists() and html.stat().st_size > 10_000
+    with connection(_lake(), read_only=True) as con:
+        days = {
+            table: read_frame(con, f"select count(distinct {day}) from {table}").item()
+            for table, day in [
+                ("monitoring_drift_summary", "day"),
+                ("monitoring_prediction_drift", "day"),
+                ("monitoring_estimated_performance", "day"),
+                ("monitoring_performance", "report_day"),
+            ]
+        }
+        newest = read_frame(
+            con,
+            "select scored_day, status, label_coverage from monitoring_performance "
+            "where report_day = ? order by scored_day",
+            [TINY_END],
+        )
+    assert set(days.values()) == {TINY_DAYS}, days
+    # Labels arrive 1-30 days late: the report day's own rows have (almost) no label yet, the
+    # oldest days of the window more; nothing is final in a 24-day world (30-day maturity).
+    assert set(newest["status"]) <= {"provisional", "no_labels"}
+    assert newest["label_coverage"][-1] < newest["label_coverage"][0]
+
+    # A day without scored rows: recorded as such, no verdict, no crash.
+    with connection(_lake()) as con:
+        con.execute(
+            "delete from fraud_predictions where cast(transaction_time as date) = ?", [TINY_END]
+        )
+    empty = _run(TINY_END, TINY_END, selection=["fraud_model_feature_drift_report",
+                 "fraud_model_estimated_performance"], instance=instance)  # fmt: skip
+    assert _materialized(empty, "fraud_model_feature_drift_report")["status"] == "no_rows"
+    assert _materialized(empty, "fraud_model_estimated_performance")["status"] == "no_rows"
+    assert _run(TINY_END, TINY_END, selection=["fraud_predictions"], instance=instance).success
 
 
 def test_rematerializing_is_idempotent(data_layer: Path) -> None:
