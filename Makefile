@@ -53,6 +53,9 @@ soak: install
 	FTI_CRASH_TRIALS=20 $(BIN)/pytest tests/crash -q -s
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
+	@# The report links in the UI point at the reports server (FTI_REPORTS_URL, port 3001).
+	@$(BIN)/fti reports serve --port 3001 & reports=$$!; \
+	trap 'kill $$reports 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # The scale-out data layer on a local PostgreSQL server (docs/scale-out.md), chosen by FTI_PG_DIR

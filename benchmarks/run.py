@@ -26,6 +26,7 @@ MODULES = (
     "bench_online",
     "bench_predictor",
     "bench_service",
+    "bench_drift",
     "bench_streaming",
 )
 

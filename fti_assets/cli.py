@@ -323,6 +323,35 @@ def datasets_list(
     _emit(rows, as_json, f"Datasets: {name}")
 
 
+reports_app = typer.Typer(help="Monitoring and evaluation reports (HTML, PNG).")
+app.add_typer(reports_app, name="reports")
+
+
+@reports_app.command("serve")
+def reports_serve(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port (FTI_REPORTS_URL must match).")] = 3001,
+) -> None:
+    """Serve FTI_DATA_DIR/reports over HTTP, read-only, so the report links in the Dagster UI
+    open (`make dev` starts it beside the webserver)."""
+    import functools
+    import http.server
+
+    folder = Settings.from_env().layout.reports_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    console.print(f"serving {folder} on http://{host}:{port}/")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        server.server_close()
+
+
 @app.command()
 def serve(
     host: Annotated[

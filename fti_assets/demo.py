@@ -38,10 +38,8 @@ def materialize_graph(
     start, end = start or first, end or last
     assets = [*defs.assets, *(defs.asset_checks or [])]
     if selection is None:
-        # One run takes one partition window: leave out assets partitioned by another
-        # calendar (the real-time inference log), they are materialized on their own.
         selection = dg.AssetSelection.all() - dg.AssetSelection.assets(
-            "inference_log", "lake_maintenance"
+            "lake_maintenance", *_other_calendar(defs)
         )
     return dg.materialize(
         assets,
@@ -55,6 +53,17 @@ def materialize_graph(
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
         },
     )
+
+
+def _other_calendar(defs: dg.Definitions) -> list[dg.AssetKey]:
+    """Assets partitioned by the real-time log calendar (the inference log and what reads
+    it): one run takes one partition window, so they are materialized on their own."""
+    from fti_assets.partitions import log_partitions
+
+    graph = defs.resolve_asset_graph()
+    return [
+        key for key in graph.get_all_asset_keys() if graph.get(key).partitions_def == log_partitions
+    ]
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> list[dict]:

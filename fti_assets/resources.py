@@ -13,7 +13,7 @@ import duckdb
 from fti_assets.lib.offline_store import connection
 from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
 from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import DataLayout, LakeConfig, Settings
+from fti_assets.lib.settings import DEFAULT_REPORTS_URL, DataLayout, LakeConfig, Settings
 from fti_assets.lib.store_urls import backend_of, display_url
 from fti_assets.lib.streaming.event_log import EventLog, open_event_log
 
@@ -40,9 +40,12 @@ class OfflineStoreResource(dg.ConfigurableResource):
 
 
 class DataDirResource(dg.ConfigurableResource):
-    """The data folder (FTI_DATA_DIR): landing files, datasets, models, reports."""
+    """The data folder (FTI_DATA_DIR): landing files, datasets, models, reports. Reports are
+    linked from the UI through ``reports_url`` (FTI_REPORTS_URL; `make dev` serves the reports
+    folder there)."""
 
     path: str
+    reports_url: str = DEFAULT_REPORTS_URL
 
     @property
     def layout(self) -> DataLayout:
@@ -98,12 +101,13 @@ class ModelRegistryResource(dg.ConfigurableResource):
 
 
 class ModelGatesResource(dg.ConfigurableResource):
-    """Thresholds of the blocking promotion gates on fraud_model_evaluation."""
+    """Overrides of the promotion-gate thresholds for every model (unset: each model spec's own
+    thresholds apply)."""
 
-    pr_auc_floor: float = 0.25
-    champion_tolerance: float = 0.02
-    max_slice_recall_drop: float = 0.15
-    min_slice_positives: int = 15
+    pr_auc_floor: float | None = None
+    champion_tolerance: float | None = None
+    max_slice_recall_drop: float | None = None
+    min_slice_positives: int | None = None
 
 
 def _env_or(name: str, value: Path | str) -> str | dg.EnvVar:
@@ -118,7 +122,10 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
             catalog=_env_or("FTI_LAKE_CATALOG", settings.lake.catalog),
             data_path=_env_or("FTI_LAKE_DATA_PATH", settings.lake.data_path),
         ),
-        "data_dir": DataDirResource(path=_env_or("FTI_DATA_DIR", settings.data_dir)),
+        "data_dir": DataDirResource(
+            path=_env_or("FTI_DATA_DIR", settings.data_dir),
+            reports_url=_env_or("FTI_REPORTS_URL", settings.reports_url),
+        ),
         "online_store": OnlineStoreResource(url=_env_or("FTI_ONLINE_URL", settings.online_url)),
         "event_log": EventLogResource(url=_env_or("FTI_EVENT_LOG_URL", settings.event_log_url)),
         "model_gates": ModelGatesResource(),

@@ -139,12 +139,14 @@ def test_dbt_marts_match_feature_group_specs() -> None:
         assert node["config"]["contract"]["enforced"] is True
 
 
-def test_fraud_model_config_defaults_are_the_library_defaults() -> None:
-    """The asset's dg.Config and the library's TrainParams share one set of defaults."""
-    from fti_assets.defs.training.assets import TrainConfig, train_params
+def test_model_config_defaults_are_the_spec_defaults() -> None:
+    """Each model asset's dg.Config takes its defaults from the model spec's TrainParams."""
+    from fti_assets.defs.models.training import _train_config_class, train_params
     from fti_assets.lib.train_params import TrainParams
+    from fti_assets.specs.models import FRAUD_MODEL
 
-    assert train_params(TrainConfig()) == TrainParams()
+    TrainConfig = _train_config_class(FRAUD_MODEL)  # noqa: N806 - a class
+    assert train_params(TrainConfig()) == FRAUD_MODEL.params == TrainParams()
     assert set(TrainConfig.model_fields) - {"dataset_version"} <= {
         f.name for f in dataclasses.fields(TrainParams)
     }

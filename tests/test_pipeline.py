@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import connect, read_frame
+from fti_assets.lib.offline_store import connect, connection, read_frame
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.reproduce import reproduce
 from fti_assets.lib.settings import LakeConfig, Settings
@@ -120,7 +122,23 @@ def _materialized(result, asset: str) -> dict:
     return {k: v.value for k, v in events[0].metadata.items()}
 
 
-def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
+def _materialize_process(
+    selection: list[str], ops_config: dict, home: Path, data_layer: Path
+) -> subprocess.Popen:
+    """A `dagster asset materialize` process (multiprocess executor, its own instance)."""
+    home.mkdir()
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+            "-m", "fti_assets.definitions", "--select", ",".join(selection),
+            "--config-json", json.dumps({"ops": ops_config}),
+        ],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
         result = _run(run_config=TRAINING_CONFIG, instance=instance)
         assert result.success
@@ -147,6 +165,7 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         evaluation = _materialized(result, "fraud_model_evaluation")
         assert evaluation["test_pr_auc"] > 0 and evaluation["oracle_pr_auc"] > 0
         assert _materialized(result, "fraud_predictions")["model_version"] == 1
+        _assert_monitoring(result, data_layer, instance)
 
         # `fti models reproduce`: rebuilding the dataset version and retraining gives the same
         # dataset content hash and a byte-identical model.
@@ -174,11 +193,42 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
         assert registry.get("fraud_model", 2).status == "rejected"
         assert registry.resolve("fraud_model", "champion").version == 1
 
+        # The champion asset materialized alone (the UI allows it) takes the challenger alias
+        # (v2, rejected): it refuses, and neither the alias nor the status moves.
+        assert registry.resolve("fraud_model", "challenger").version == 2
+        alone = _run(selection=["fraud_model_champion"], instance=instance, raise_on_error=False)
+        assert not alone.success
+        assert registry.resolve("fraud_model", "champion").version == 1
+        assert registry.get("fraud_model", 2).status == "rejected"
+
+        # Two training runs at once (two processes, as two users or a sensor and a user would
+        # launch them) keep their own versions: each evaluates and gates the model it
+        # registered itself, not the other run's (versions pass within a run).
+        runs = [
+            _materialize_process(training[:-1], config, tmp_path / f"home{i}", data_layer)
+            for i, config in enumerate([TRAINING_CONFIG, {**TRAINING_CONFIG, **BAD_MODEL_CONFIG}])
+        ]
+        outputs = [run.communicate(timeout=600)[0] for run in runs]
+        assert [run.returncode for run in runs] == [0, 1], outputs  # the bad one fails a gate
+        by_run = {}
+        for version in (3, 4):
+            model = registry.get("fraud_model", version)
+            by_run[model.tags["dagster_run_id"]] = model
+        evaluated = [
+            json.loads(
+                (data_layer / "reports" / "fraud_model" / f"v{v}" / "evaluation.json").read_text()
+            )
+            for v in (3, 4)
+        ]
+        for report in evaluated:  # each run evaluated the version it trained
+            assert by_run[report["run_id"]].version == report["model_version"]
+        assert sorted(m.status for m in by_run.values()) == ["rejected", "validated"]
+
         # A good retrain passes, is promoted, and re-scoring a day uses the new champion.
         assert _run(selection=training, run_config=TRAINING_CONFIG, instance=instance).success
-        assert registry.resolve("fraud_model", "champion").version == 3
+        assert registry.resolve("fraud_model", "champion").version == 5
         rescored = _run(TINY_END, TINY_END, selection=["fraud_predictions"], instance=instance)
-        assert _materialized(rescored, "fraud_predictions")["model_version"] == 3
+        assert _materialized(rescored, "fraud_predictions")["model_version"] == 5
         con = connect(_lake(), read_only=True)
         versions = read_frame(
             con,
@@ -187,7 +237,48 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path) -> None:
             [TINY_END],
         )
         con.close()
-        assert versions["model_version"].to_list() == [3]
+        assert versions["model_version"].to_list() == [5]
+
+
+def _assert_monitoring(result, data_layer: Path, instance: dg.DagsterInstance) -> None:
+    """Every day was monitored; the fast drift layer agrees with Evidently on the sample; a day
+    without scored rows and days whose labels have not arrived give recorded results."""
+    drift = _materialized(result, "fraud_model_feature_drift_report")
+    assert drift["status"] == "tested" and drift["evidently_disagreements"] == "none"
+    html = Path(drift["evidently_report_path"])
+    assert html.exists() and html.stat().st_size > 10_000
+    with connection(_lake(), read_only=True) as con:
+        days = {
+            table: read_frame(con, f"select count(distinct {day}) from {table}").item()
+            for table, day in [
+                ("monitoring_drift_summary", "day"),
+                ("monitoring_prediction_drift", "day"),
+                ("monitoring_estimated_performance", "day"),
+                ("monitoring_performance", "report_day"),
+            ]
+        }
+        newest = read_frame(
+            con,
+            "select scored_day, status, label_coverage from monitoring_performance "
+            "where report_day = ? order by scored_day",
+            [TINY_END],
+        )
+    assert set(days.values()) == {TINY_DAYS}, days
+    # Labels arrive 1-30 days late: the report day's own rows have (almost) no label yet, the
+    # oldest days of the window more; nothing is final in a 24-day world (30-day maturity).
+    assert set(newest["status"]) <= {"provisional", "no_labels"}
+    assert newest["label_coverage"][-1] < newest["label_coverage"][0]
+
+    # A day without scored rows: recorded as such, no verdict, no crash.
+    with connection(_lake()) as con:
+        con.execute(
+            "delete from fraud_predictions where cast(transaction_time as date) = ?", [TINY_END]
+        )
+    empty = _run(TINY_END, TINY_END, selection=["fraud_model_feature_drift_report",
+                 "fraud_model_estimated_performance"], instance=instance)  # fmt: skip
+    assert _materialized(empty, "fraud_model_feature_drift_report")["status"] == "no_rows"
+    assert _materialized(empty, "fraud_model_estimated_performance")["status"] == "no_rows"
+    assert _run(TINY_END, TINY_END, selection=["fraud_predictions"], instance=instance).success
 
 
 def test_rematerializing_is_idempotent(data_layer: Path) -> None:

@@ -53,12 +53,3 @@ def feature_group_metadata(spec: FeatureGroupSpec) -> dict[str, Any]:
             + [dg.TableColumn(f.name, f.dtype, description=f.description) for f in spec.features]
         ),
     }
-
-
-def latest_metadata(instance: dg.DagsterInstance, asset: str, key: str) -> str | None:
-    """A metadata value of an asset's latest materialization (e.g. the version it wrote)."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
-    if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get(key)
-    return None if value is None else str(value.value)

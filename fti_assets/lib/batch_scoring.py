@@ -15,8 +15,6 @@ from fti_assets.lib.offline_store import Replacement, read_frame, replace_partit
 from fti_assets.lib.predictor import Predictor
 from fti_assets.lib.registry import ModelVersion
 
-PREDICTIONS_TABLE = "fraud_predictions"
-
 
 @dataclass(frozen=True)
 class ScoringStats:
@@ -48,9 +46,13 @@ def score_window(
     predictor: Predictor,
     start: datetime,
     end: datetime,
+    *,
+    table: str,
 ) -> tuple[pl.DataFrame, ScoringStats]:
     """Score every accepted transaction with start <= transaction_time < end and replace that
-    window of the predictions table in one transaction. Each row names the model version."""
+    window of the predictions ``table`` in one commit. Each row names the model version and
+    holds the feature vector the model scored (monitoring compares it with the training data).
+    """
     transactions = read_frame(
         con,
         "select transaction_id, card_id, merchant_id, amount, category, channel, "
@@ -61,14 +63,14 @@ def score_window(
     )
     scored_at = datetime.now(UTC)
     if transactions.is_empty():
-        probabilities = np.empty(0)
+        features, probabilities = transactions, np.empty(0)  # a day without rows replaces none
     else:
         features = join_features(con, transactions, groups_for(model))
         probabilities = predictor.predict(features)
-    predictions = transactions.select(
-        "transaction_id", "card_id", "merchant_id", "transaction_time"
-    ).with_columns(
-        pl.Series("fraud_probability", probabilities, dtype=pl.Float64),
+    ids = ["transaction_id", "card_id", "merchant_id", "transaction_time"]
+    inputs = [c for c in predictor.transform.order if c in features.columns and c not in ids]
+    predictions = features.select(*ids, *inputs).with_columns(
+        pl.Series("probability", probabilities, dtype=pl.Float64),
         pl.lit(model.name).alias("model_name"),
         pl.lit(model.version, dtype=pl.Int64).alias("model_version"),
         pl.lit(model.sha256).alias("model_sha256"),
@@ -78,13 +80,14 @@ def score_window(
         con,
         [
             Replacement(
-                PREDICTIONS_TABLE,
+                table,
                 predictions,
                 "transaction_time >= ? and transaction_time < ?",
                 [start, end],
+                create_if_missing=not predictions.is_empty(),
             )
         ],
-        message=f"score {PREDICTIONS_TABLE} [{start.isoformat()}, {end.isoformat()})",
+        message=f"score {table} [{start.isoformat()}, {end.isoformat()})",
     )
     qs = (0.5, 0.9, 0.99, 0.999)
     stats = ScoringStats(

@@ -525,12 +525,14 @@ def write_dataset(
     categorical_columns: list[str],
     label: str = LABEL,
     code_version: str | None = None,
+    run_id: str | None = None,
 ) -> DatasetVersion:
     """Write ``frame`` as the next version of ``info.name``; never overwrites a version.
 
     ``feature_columns`` are all model inputs; ``categorical_columns`` is the subset of them that
     is categorical (the rest are numeric). Reference statistics are computed on the train split.
-    ``code_version`` defaults to the git sha of the project.
+    ``code_version`` defaults to the git sha of the project. ``run_id`` (the Dagster run that
+    built it) lets later steps of the same run find this version: :func:`dataset_of_run`.
     """
     _check_name(info.name)
     numeric = _check_columns(frame, feature_columns, categorical_columns, label)
@@ -570,6 +572,7 @@ def write_dataset(
                 s: (positives[s] / rows[s] if rows[s] else None) for s in SPLITS
             },
             "code_version": code_version or git_code_version(),
+            "run_id": run_id,
         }
         version = _publish(tmp_dir, name_dir, manifest)
     except BaseException:
@@ -691,6 +694,12 @@ def list_datasets(datasets_dir: Path, name: str = DEFAULT_NAME) -> list[DatasetV
         manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
         versions.append(DatasetVersion(name=name, version=path.name, path=path, manifest=manifest))
     return versions
+
+
+def dataset_of_run(datasets_dir: Path, name: str, run_id: str) -> DatasetVersion | None:
+    """The version of dataset ``name`` that the run ``run_id`` built, if it built one."""
+    matches = [v for v in list_datasets(datasets_dir, name) if v.manifest.get("run_id") == run_id]
+    return matches[-1] if matches else None
 
 
 def lake_snapshots_in_use(datasets_dir: Path) -> set[int]:

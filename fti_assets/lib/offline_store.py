@@ -271,6 +271,9 @@ class Replacement:
     frame: pl.DataFrame
     where: str
     params: Sequence[Any] = field(default_factory=tuple)
+    # False: a frame that cannot define the table (an empty day without the feature columns)
+    # only deletes, and does nothing when the table does not exist yet.
+    create_if_missing: bool = True
 
 
 def replace_partitions(
@@ -283,9 +286,9 @@ def replace_partitions(
     """Apply every replacement in ONE commit: all of them land, or none does.
 
     A table that does not exist yet is created from its frame's schema (so its first write
-    defines it); later frames are inserted by column name. Returns the lake snapshot id the
-    commit created. A conflict with a concurrent commit re-runs the transaction, at most
-    ``max_attempts`` times in all.
+    defines it) unless the replacement says otherwise; later frames are inserted by column
+    name. Returns the lake snapshot id the commit created. A conflict with a concurrent commit
+    re-runs the transaction, at most ``max_attempts`` times in all.
     """
     tables = ", ".join(sorted({r.table for r in replacements}))
 
@@ -294,6 +297,8 @@ def replace_partitions(
             ident = quote_ident(rep.table)
             incoming = rep.frame.to_arrow()  # noqa: F841 - referenced by name in the SQL below
             if not table_exists(con, rep.table):
+                if not rep.create_if_missing:
+                    continue  # nothing to replace, and this frame does not define the table
                 con.execute(f"create table {ident} as select * from incoming limit 0")
             con.execute(f"delete from {ident} where {rep.where}", list(rep.params))
             con.execute(f"insert into {ident} by name select * from incoming")

@@ -96,15 +96,18 @@ __all__ = [
 ]
 
 CHAMPION = "champion"
+CANDIDATE = "candidate"
+VALIDATED = "validated"
 REJECTED = "rejected"
-STATUSES = ("candidate", "validated", REJECTED, "archived")
+ARCHIVED = "archived"
+STATUSES = (CANDIDATE, VALIDATED, REJECTED, ARCHIVED)
 # Status changes a version may go through (setting the status it already has is always allowed,
 # so re-running a gate is harmless).
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "candidate": frozenset({"validated", REJECTED, "archived"}),
-    "validated": frozenset({REJECTED, "archived"}),
-    REJECTED: frozenset({"archived"}),
-    "archived": frozenset(),
+    CANDIDATE: frozenset({VALIDATED, REJECTED, ARCHIVED}),
+    VALIDATED: frozenset({REJECTED, ARCHIVED}),
+    REJECTED: frozenset({ARCHIVED}),
+    ARCHIVED: frozenset(),
 }
 ALIAS_FILE = "aliases.json"
 SCHEMA_VERSION = 1
@@ -851,6 +854,16 @@ class ModelRegistry:
         if not found:
             raise ModelNotFoundError(f"model {name!r} has no version {version!r}")
         return found[0]
+
+    def find_by_key(self, name: str, idempotency_key: str) -> ModelVersion | None:
+        """The version of ``name`` registered with ``idempotency_key`` (e.g. by a given Dagster
+        run), or ``None``."""
+        with self._read() as con:
+            found = con.execute(
+                'SELECT "version" FROM "model_versions" WHERE "name" = ? AND "idempotency_key" = ?',
+                (name, idempotency_key),
+            ).fetchone()
+            return None if found is None else self._get(con, name, found[0])
 
     def get(self, name: str, version: int) -> ModelVersion:
         with self._read() as con:

@@ -22,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_START = date(2026, 9, 1)
 DEFAULT_DAYS = 60
 CATALOG_KINDS = ("sqlite", "postgres")
+DEFAULT_REPORTS_URL = "http://127.0.0.1:3001"
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,11 @@ class Settings:
     @property
     def layout(self) -> DataLayout:
         return DataLayout(self.data_dir)
+
+    @property
+    def reports_url(self) -> str:
+        """Where the reports folder is served over HTTP (`make dev`, `fti reports serve`)."""
+        return os.environ.get("FTI_REPORTS_URL") or DEFAULT_REPORTS_URL
 
 
 def partition_dates(settings: Settings | None = None) -> tuple[date, date]:

@@ -1,0 +1,155 @@
+"""A model's retraining job and the sensor that turns a monitoring breach into exactly one run
+of it (dataset → model → evaluation → gates → champion)."""
+
+import json
+from datetime import date
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from fti_assets.defs.models.monitoring import (
+    DRIFT_SUMMARY_TABLE,
+    ESTIMATE_TABLE,
+    PERFORMANCE_TABLE,
+)
+from fti_assets.lib.monitoring.breach import BreachRules, find_breach, in_cooldown
+from fti_assets.lib.offline_store import OfflineStoreMissingError, read_frame, table_exists
+from fti_assets.lib.registry import CHAMPION
+from fti_assets.resources import ModelRegistryResource, OfflineStoreResource
+from fti_assets.specs.models import ModelSpec
+
+# What dg.define_asset_job returns (Dagster exports no public name for its type).
+AssetJob = Any
+
+_EMPTY = {
+    DRIFT_SUMMARY_TABLE: {"day": pl.Date, "model_version": pl.Int64, "status": pl.String,
+                          "drift_share": pl.Float64},
+    ESTIMATE_TABLE: {"day": pl.Date, "model_version": pl.Int64, "expected_pr_auc": pl.Float64},
+    PERFORMANCE_TABLE: {"scored_day": pl.Date, "model_version": pl.Int64, "final": pl.Boolean,
+                        "pr_auc": pl.Float64},
+}  # fmt: skip
+
+
+def retraining_job(spec: ModelSpec) -> AssetJob:
+    return dg.define_asset_job(
+        f"{spec.name}_retraining",
+        selection=dg.AssetSelection.assets(
+            spec.dataset_name, spec.name, f"{spec.name}_evaluation", f"{spec.name}_champion"
+        ),
+        description=(
+            f"Retrain {spec.name}: a new dataset, a new version (the challenger), its evaluation "
+            "and blocking gates; it becomes champion only if every gate passes."
+        ),
+        tags={"fti/model": spec.name},
+    )
+
+
+def _read(con, table: str, model: str, columns: dict) -> pl.DataFrame:
+    if not table_exists(con, table):
+        return pl.DataFrame(schema=columns)
+    return read_frame(
+        con, f"select {', '.join(columns)} from {table} where model_name = ?", [model]
+    )
+
+
+def _landed_days(con) -> int:
+    if not table_exists(con, "raw_transactions"):
+        return 0
+    return int(
+        con.execute("select count(distinct landing_date) from raw_transactions").fetchone()[0]
+    )
+
+
+def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
+    rules = BreachRules(
+        drift_share_threshold=spec.monitoring.drift_share_threshold,
+        drift_days=spec.monitoring.drift_days,
+        pr_auc_floor=spec.monitoring.pr_auc_floor,
+        cooldown_days=spec.monitoring.cooldown_days,
+    )
+    first_training_days = spec.dataset.warmup_days + spec.dataset.label_maturity_days + 7
+
+    @dg.sensor(
+        name=f"{spec.name}_retraining_sensor",
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Retrains {spec.name} when monitoring breaches its rules: feature drift on "
+            f"{rules.drift_days} consecutive days (share ≥ {rules.drift_share_threshold:.0%}), "
+            f"or estimated or matured PR-AUC below {rules.pr_auc_floor}. Exactly one run per "
+            f"breach (run key), none within {rules.cooldown_days} data days of the last request "
+            f"(cursor). Also trains the first version once {first_training_days} days landed."
+        ),
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext,
+        offline_store: OfflineStoreResource,
+        model_registry: ModelRegistryResource,
+    ) -> dg.SensorResult | dg.SkipReason:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        champion = model_registry.registry().resolve(spec.name, CHAMPION)
+        try:
+            with offline_store.connection(read_only=True) as con:
+                if champion is None:
+                    return _first_training(spec, _landed_days(con), first_training_days, cursor)
+                frames = {t: _read(con, t, spec.name, c) for t, c in _EMPTY.items()}
+        except OfflineStoreMissingError:
+            return dg.SkipReason("the offline store does not exist yet")
+        breach = find_breach(
+            model=spec.name,
+            champion_version=champion.version,
+            drift=frames[DRIFT_SUMMARY_TABLE],
+            estimates=frames[ESTIMATE_TABLE],
+            performance=frames[PERFORMANCE_TABLE],
+            rules=rules,
+        )
+        if breach is None:
+            return dg.SkipReason(f"no breach for champion v{champion.version}")
+        last = cursor.get("last_request_day")
+        if in_cooldown(breach, date.fromisoformat(last) if last else None, rules):
+            return dg.SkipReason(
+                f"{breach.kind} breach on {breach.day} within the {rules.cooldown_days}-day "
+                f"cooldown of the request on {last}"
+            )
+        if breach.key in cursor.get("requested", []):
+            return dg.SkipReason(f"breach {breach.key} was already turned into a run")
+        cursor = {
+            "last_request_day": breach.day.isoformat(),
+            "requested": [*cursor.get("requested", [])[-50:], breach.key],
+        }
+        context.log.info(f"breach {breach.key}: {breach.detail}")
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=breach.key,
+                    tags={
+                        "fti/breach": breach.key,
+                        "fti/breach_kind": breach.kind,
+                        "fti/breach_day": breach.day.isoformat(),
+                        "fti/breach_detail": breach.detail[:200],
+                        "fti/champion_version": str(champion.version),
+                    },
+                )
+            ],
+            cursor=json.dumps(cursor),
+        )
+
+    return _sensor
+
+
+def _first_training(
+    spec: ModelSpec, landed: int, needed: int, cursor: dict
+) -> dg.SensorResult | dg.SkipReason:
+    key = f"{spec.name}:first_version"
+    if key in cursor.get("requested", []):
+        return dg.SkipReason(f"the first training of {spec.name} was requested already")
+    if landed < needed:
+        return dg.SkipReason(
+            f"no champion yet; {landed} of the {needed} landed days the first training needs"
+        )
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=key, tags={"fti/breach_kind": "no_champion"})],
+        cursor=json.dumps({**cursor, "requested": [*cursor.get("requested", []), key]}),
+    )

@@ -1,0 +1,86 @@
+"""Breach rules: drift streaks, performance floors, the champion's days only, cooldown."""
+
+from datetime import date, timedelta
+
+import polars as pl
+
+from fti_assets.lib.monitoring.breach import (
+    BreachRules,
+    drift_breach,
+    find_breach,
+    in_cooldown,
+    performance_breach,
+)
+
+RULES = BreachRules(drift_share_threshold=0.5, drift_days=2, pr_auc_floor=0.3, cooldown_days=5)
+D0 = date(2026, 9, 1)
+
+
+def _drift(shares: list[float | None], version: int = 1, start: date = D0) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "day": [start + timedelta(days=i) for i in range(len(shares))],
+            "model_version": [version] * len(shares),
+            "status": ["tested" if s is not None else "no_rows" for s in shares],
+            "drift_share": shares,
+        }
+    )
+
+
+def test_two_consecutive_drift_days_make_one_breach_named_by_its_first_day() -> None:
+    breach = drift_breach(_drift([0.1, 0.6, 0.2, 0.7, 0.8, 0.9]), "m", 1, RULES)
+    assert breach is not None
+    assert (breach.first_day, breach.day) == (D0 + timedelta(days=3), D0 + timedelta(days=4))
+    assert breach.key == f"m:drift:{D0 + timedelta(days=3)}:v1"
+    longer = drift_breach(_drift([0.1, 0.6, 0.2, 0.7, 0.8, 0.9, 0.9]), "m", 1, RULES)
+    assert longer.key == breach.key  # a streak that goes on is the same breach
+
+
+def test_isolated_drift_days_and_gaps_are_not_a_breach() -> None:
+    assert drift_breach(_drift([0.6, 0.1, 0.6, 0.1]), "m", 1, RULES) is None
+    assert drift_breach(_drift([0.6, None, 0.6]), "m", 1, RULES) is None  # a day without rows
+    gap = pl.concat([_drift([0.6]), _drift([0.6], start=D0 + timedelta(days=2))])
+    assert drift_breach(gap, "m", 1, RULES) is None  # not consecutive days
+
+
+def test_only_the_champions_days_count() -> None:
+    old = _drift([0.9, 0.9, 0.9], version=1)
+    assert drift_breach(old, "m", 2, RULES) is None
+    assert drift_breach(old, "m", 1, RULES) is not None
+
+
+def test_performance_below_the_floor_is_a_breach_on_its_newest_day() -> None:
+    rows = pl.DataFrame(
+        {"day": [D0, D0 + timedelta(days=1)], "model_version": [1, 1], "v": [0.2, 0.5]}
+    )
+    assert performance_breach(rows, "estimated_performance", "v", "day", "m", 1, RULES) is None
+    low = rows.with_columns(pl.Series("v", [0.5, 0.2]))
+    breach = performance_breach(low, "estimated_performance", "v", "day", "m", 1, RULES)
+    assert breach is not None and breach.day == D0 + timedelta(days=1)
+
+
+def test_find_breach_uses_final_performance_only() -> None:
+    performance = pl.DataFrame(
+        {
+            "scored_day": [D0, D0 + timedelta(days=1)],
+            "model_version": [1, 1],
+            "final": [True, False],
+            "pr_auc": [0.5, 0.1],  # the low one is provisional
+        }
+    )
+    empty_estimates = pl.DataFrame(
+        schema={"day": pl.Date, "model_version": pl.Int64, "expected_pr_auc": pl.Float64}
+    )
+    args = {"model": "m", "champion_version": 1, "drift": _drift([0.1]), "rules": RULES,
+            "estimates": empty_estimates}  # fmt: skip
+    assert find_breach(performance=performance, **args) is None
+    final_low = performance.with_columns(pl.lit(True).alias("final"))
+    breach = find_breach(performance=final_low, **args)
+    assert breach is not None and breach.kind == "performance"
+
+
+def test_cooldown_counts_data_days_from_the_last_request() -> None:
+    breach = drift_breach(_drift([0.6, 0.6]), "m", 1, RULES)
+    assert not in_cooldown(breach, None, RULES)
+    assert in_cooldown(breach, breach.day - timedelta(days=4), RULES)
+    assert not in_cooldown(breach, breach.day - timedelta(days=5), RULES)
