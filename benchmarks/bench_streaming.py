@@ -51,6 +51,7 @@ from benchmarks.bench_service import (
 from benchmarks.common import Section, cli_main, percentiles
 from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES
 from fti_assets.lib.generator import GeneratorConfig, generate
+from fti_assets.lib.monitoring.skew import compare_vectors
 from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
 from fti_assets.lib.serving import online_groups
 from fti_assets.lib.settings import PROJECT_ROOT, Settings
@@ -600,23 +601,34 @@ def _pit_rows(batch: pl.DataFrame, requests: pl.DataFrame) -> pl.DataFrame:
         by="card_id",
         strategy="backward",
         allow_exact_matches=False,
+        check_sortedness=False,  # both sides sorted just above; Polars cannot check with `by`
     )
 
 
 def skew_section(world: pl.DataFrame, workdir: Path) -> Section:
-    """Served card features vs point-in-time training rows on the world's last day."""
+    """Served card features vs point-in-time training rows on the world's last day, compared
+    by the training_serving_skew monitor's own function."""
     last_day = world["transaction_time"].max().replace(hour=0, minute=0, second=0, microsecond=0)
     before = world.filter(pl.col("transaction_time") < last_day)
-    day = world.filter(pl.col("transaction_time") >= last_day)
-    expected = _pit_rows(build_card_transaction_features(world), day)
+    day = world.filter(pl.col("transaction_time") >= last_day).sort("transaction_time")
     names = CARD_TRANSACTION_FEATURES.feature_names
+    offline = _pit_rows(build_card_transaction_features(world), day).select(
+        "transaction_id", *names
+    )
     section = Section(
         "Train/serve skew of the card velocity features over one replayed day",
-        ["online store refreshed by", "requests", "requests with a mismatch", "mismatch rate"],
+        [
+            "online store refreshed by",
+            "requests",
+            "requests with a mismatch",
+            "mismatch rate (values)",
+            "worst feature",
+        ],
     )
     for mode in ("daily batch only", "daily batch + streaming pipeline"):
         root = workdir / f"skew-{len(section.rows)}"
         root.mkdir()
+        served = []
         with (
             open_online_store(sqlite_url(root / "online.sqlite")) as store,
             open_event_log(sqlite_url(root / "events.sqlite")) as log,
@@ -626,28 +638,34 @@ def skew_section(world: pl.DataFrame, workdir: Path) -> Section:
             streaming = mode != "daily batch only"
             if streaming:
                 processor.start(_transactions(before))
-            mismatched = 0
-            for request, want in zip(
-                day.sort("transaction_time").iter_rows(named=True),
-                expected.iter_rows(named=True),
-                strict=True,
-            ):
-                served = store.get(GROUP, request["card_id"])
-                usable = bool(served) and served.event_time < request["transaction_time"]
-                got = served.features if usable else dict.fromkeys(names)
-                mismatched += any(got[n] != want[n] for n in names)
+            for request in day.iter_rows(named=True):
+                row = store.get(GROUP, request["card_id"])
+                usable = bool(row) and row.event_time < request["transaction_time"]
+                features = row.features if usable else dict.fromkeys(names)
+                served.append({"transaction_id": request["transaction_id"], **features})
                 if streaming:  # the service appends, the stream applies
                     log.append([encode_transaction(request)])
                     processor.step(0.0)
-        section.add(mode, day.height, mismatched, mismatched / day.height)
+        served_frame = pl.DataFrame(served, schema=offline.schema)
+        result = compare_vectors(served_frame, offline, names, "transaction_id")
+        differs = served_frame.join(offline, on="transaction_id", suffix="_offline").filter(
+            pl.any_horizontal(pl.col(n).ne_missing(pl.col(f"{n}_offline")) for n in names)
+        )
+        section.add(
+            mode,
+            result.requests,
+            differs.height,
+            result.mismatch_rate,
+            result.worst_feature or "—",
+        )
     section.notes.extend(
         [
             f"{world['card_id'].n_unique():,} cards; the online store holds the batch rows of "
-            "the days before; the day's transactions are served in time order. A mismatch: any "
-            "card_transaction_features value of the served vector differs from the training "
-            "row (the last batch row strictly before the transaction, as the PIT join takes it)",
-            "the same comparison the training_serving_skew monitor (#15) makes on logged "
-            "requests; it is computed here directly because that asset is not on this branch",
+            "the days before; the day's transactions are served in time order. Each served "
+            "card_transaction_features vector is compared with its training row (the last batch "
+            "row strictly before the transaction, as the PIT join takes it) by "
+            "fti_assets.lib.monitoring.skew.compare_vectors, the training_serving_skew "
+            "monitor's comparison: mismatch rate = share of (request, feature) values that differ",
         ]
     )
     return section
