@@ -28,7 +28,6 @@ from fti_assets.lib.feature_groups import FeatureGroupSpec
 from fti_assets.lib.online_store.base import NotFound, OnlineRow, OnlineStoreLayoutError
 
 FEATURE_DTYPES = ("float64", "int64", "string", "bool", "timestamp_utc", "date")
-KEY_DTYPES = ("int64", "string")
 
 # How group versions are laid out; recorded in every group version's spec (specs without it were
 # written with layout 1, one SQLite column per feature). Bump it whenever the layout changes.

@@ -97,10 +97,6 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _group_meta_from_row(row: tuple[Any, ...]) -> GroupMeta:
-    return GroupMeta.from_stored(*row)
-
-
 class _GroupReader(GroupCodec):
     """Prepared SQL, key normalisation and a row decoder for the current version of one group."""
 

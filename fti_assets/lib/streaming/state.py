@@ -149,10 +149,6 @@ class CardWindows:
         # An extreme whose value left its window: recomputed when a row needs it.
         self._dirty = [False] * len(_EXTREMES)
 
-    @property
-    def latest_us(self) -> int | None:
-        return self.entries[-1].time_us if self.entries else None
-
     def holds(self, transaction_id: str) -> bool:
         """Whether the transaction is among those that can still reach a window."""
         at = self._ids.get(transaction_id)
