@@ -292,28 +292,106 @@ def sql(
 
 @datasets_app.command("list")
 def datasets_list(
-    name: Annotated[str, typer.Option(help="Dataset name.")] = "fraud_training_dataset",
+    name: Annotated[
+        str | None, typer.Option(help="Dataset name (default: every model's dataset).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Every version of a training dataset with its rows, split and content hash."""
+    """Every version of the training datasets with rows, split, feature view and content hash."""
     from fti_assets.lib.datasets import list_datasets
+    from fti_assets.specs.models import MODELS
 
+    names = [name] if name else [spec.dataset_name for spec in MODELS.values()]
     rows = []
-    for version in list_datasets(Settings.from_env().layout.datasets_dir, name):
-        m = version.manifest
+    for dataset in names:
+        for version in list_datasets(Settings.from_env().layout.datasets_dir, dataset):
+            m = version.manifest
+            view = m.get("feature_view") or {}
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "version": version.version,
+                    "created_at": m.get("created_at"),
+                    "rows": m["rows"]["total"],
+                    "positives": m["positives"]["total"],
+                    "cutoff": m["label"]["cutoff"],
+                    "feature_view": f"{view.get('name')}@v{view.get('version')}",
+                    "lake_snapshot": m.get("lake_snapshot"),
+                    "frame_sha256": m["content_hash"]["frame_sha256"][:12],
+                    "path": str(version.path),
+                }
+            )
+    _emit(rows, as_json, "Training datasets")
+
+
+views_app = typer.Typer(help="Feature views: the versioned feature selections models use.")
+app.add_typer(views_app, name="feature-views")
+
+
+@views_app.command("list")
+def feature_views_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every feature view version: declared in the code, locked, and used by registered models."""
+    from fti_assets.lib.feature_views import check_lock
+    from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
+
+    unlocked = {v.key for v in check_lock(FEATURE_VIEWS.values(), LOCK_PATH)}
+    used = {f"{r['name']}@v{r['version']}": r for r in _registry().feature_views()}
+    rows = []
+    for key in sorted(set(FEATURE_VIEWS) | set(used)):
+        view = FEATURE_VIEWS.get(key)
         rows.append(
             {
-                "version": version.version,
-                "created_at": m.get("created_at"),
-                "rows": m["rows"]["total"],
-                "fraud": m["positives"]["total"],
-                "cutoff": m["label"]["cutoff"],
-                "groups": ", ".join(f"{g}@v{d['version']}" for g, d in m["feature_groups"].items()),
-                "frame_sha256": m["content_hash"]["frame_sha256"][:12],
-                "path": str(version.path),
+                "view": key,
+                "declared": view is not None,
+                "locked": view is not None and key not in unlocked,
+                "groups": ", ".join(f"{s.group}@v{s.version}" for s in view.selections)
+                if view
+                else "(registry copy)",
+                "on_demand": (view.on_demand.name if view and view.on_demand else "—"),
+                "fingerprint": (view.fingerprint() if view else used[key]["fingerprint"])[:12],
+                "models": (used.get(key) or {}).get("models") or "—",
             }
         )
-    _emit(rows, as_json, f"Datasets: {name}")
+    _emit(rows, as_json, "Feature views")
+
+
+@views_app.command("show")
+def feature_views_show(
+    name: str, version: Annotated[int | None, typer.Argument(help="Default: newest.")] = None
+) -> None:
+    """A view version's full definition (JSON): groups, columns, TTLs, on-demand features,
+    request features, transforms; from the code, else from the registry's copy."""
+    from fti_assets.lib.registry import ModelNotFoundError
+    from fti_assets.specs.feature_views import FEATURE_VIEWS
+
+    versions = sorted(v.version for v in FEATURE_VIEWS.values() if v.name == name)
+    version = version or (versions[-1] if versions else None)
+    if version is None:
+        console.print(f"[red]no feature view named {name!r} in the code; give a version[/red]")
+        raise typer.Exit(2)
+    view = FEATURE_VIEWS.get(f"{name}@v{version}")
+    if view is not None:
+        payload = {**view.to_dict(), "fingerprint": view.fingerprint(), "source": "code"}
+    else:
+        try:
+            payload = {**_registry().feature_view(name, version), "source": "registry"}
+        except ModelNotFoundError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+@views_app.command("lock")
+def feature_views_lock() -> None:
+    """Record the fingerprints of new view versions in the lock file (a changed selection under
+    a locked version is refused: declare a new version instead)."""
+    from fti_assets.lib.feature_views import write_lock
+    from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
+
+    added = write_lock(list(FEATURE_VIEWS.values()), LOCK_PATH)
+    console.print(f"locked {', '.join(added)}" if added else "nothing new to lock")
 
 
 reports_app = typer.Typer(help="Monitoring and evaluation reports (HTML, PNG).")
@@ -433,9 +511,16 @@ def models_reproduce(name: str, version: int) -> None:
     """Rebuild the version's dataset, retrain with its params, compare the hashes
     (exit code 1 if the model sha256 differs)."""
     from fti_assets.lib.reproduce import reproduce
+    from fti_assets.specs.feature_views import view_of_model
+    from fti_assets.specs.models import model_spec
 
     settings = Settings.from_env()
-    report = reproduce(_registry(), settings.lake, settings.layout.datasets_dir, name, version)
+    spec, registry = model_spec(name), _registry()
+    report = reproduce(
+        registry, settings.lake, settings.layout.datasets_dir, name=name, version=version,
+        dataset_name=spec.dataset_name, view=view_of_model(registry, registry.get(name, version)),
+        label=spec.label,
+    )  # fmt: skip
     console.print(
         f"dataset {report.dataset_version}: content hash "
         + ("[green]matches[/green]" if report.dataset_matches else "[red]differs[/red]")

@@ -47,7 +47,24 @@ def test_asset_graph_snapshot() -> None:
         "fraud_model_champion": "training",
         "fraud_predictions": "inference",
         "lake_maintenance": "maintenance",
-        **{k: v for k, v in groups.items() if k.startswith(("inference_log", "feature_drift"))},
+        "inference_log": "inference",
+        # The second model, on the same feature groups (batch only: no train/serve skew).
+        "card_risk_training_dataset": "training",
+        "card_risk_score": "training",
+        "card_risk_score_evaluation": "training",
+        "card_risk_score_champion": "training",
+        "card_risk_predictions": "inference",
+        **{
+            f"{model}_{report}": "monitoring"
+            for model in ("fraud_model", "card_risk_score")
+            for report in (
+                "feature_drift_report",
+                "prediction_drift_report",
+                "estimated_performance",
+                "performance_report",
+            )
+        },
+        "fraud_model_training_serving_skew": "monitoring",
     }
 
 
@@ -148,3 +165,21 @@ def test_model_config_defaults_are_the_spec_defaults() -> None:
         f.name for f in dataclasses.fields(TrainParams)
     }
     assert train_params(TrainConfig(early_stopping_rounds=0)).early_stopping_rounds is None
+
+
+def test_both_models_are_fed_by_the_same_feature_groups() -> None:
+    graph = _graph()
+
+    def upstream(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    shared = {"card_transaction_features", "card_daily_features", "card_profile_features"}
+    assert shared <= upstream("fraud_training_dataset") & upstream("card_risk_training_dataset")
+    assert "merchant_daily_features" not in upstream("card_risk_training_dataset")
+
+
+def test_every_declared_feature_view_is_locked() -> None:
+    from fti_assets.lib.feature_views import check_lock
+    from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
+
+    assert check_lock(FEATURE_VIEWS.values(), LOCK_PATH) == [], "run `fti feature-views lock`"

@@ -28,6 +28,8 @@ TINY_END = TINY_START + timedelta(days=TINY_DAYS - 1)
 TRAINING_CONFIG = {
     "fraud_training_dataset": {"config": {"warmup_days": 3, "label_maturity_days": 5}},
     "fraud_model": {"config": {"n_estimators": 80, "min_child_samples": 20}},
+    "card_risk_training_dataset": {"config": {"warmup_days": 3, "label_maturity_days": 3}},
+    "card_risk_score": {"config": {"n_estimators": 60, "min_child_samples": 20}},
 }
 # A model that cannot learn: one shallow tree on a tiny learning rate.
 BAD_MODEL_CONFIG = {

@@ -40,6 +40,7 @@ from fti_assets.resources import (
     ModelRegistryResource,
     OfflineStoreResource,
 )
+from fti_assets.specs.feature_views import view_of_model
 from fti_assets.specs.models import ModelSpec
 
 DRIFT_TABLE = "monitoring_feature_drift"
@@ -200,13 +201,7 @@ def _scored_rows(con, spec: ModelSpec, day: date) -> pl.DataFrame:
     """The day's batch-scored rows (empty when the day was not scored)."""
     if not table_exists(con, spec.predictions_table):
         return pl.DataFrame()
-    start, end = day_bounds(day)
-    return read_frame(
-        con,
-        f'select * from "{spec.predictions_table}" '
-        "where transaction_time >= ? and transaction_time < ?",
-        [start, end],
-    )
+    return read_frame(con, f'select * from "{spec.predictions_table}" where score_day = ?', [day])
 
 
 def _latest_version(rows: pl.DataFrame) -> int | None:
@@ -579,7 +574,10 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
 
         versions = _Versions(spec, model_registry.registry(), data_dir)
         maturity = timedelta(days=maturity_days)
-        columns = Columns(probability=PROBABILITY, label=spec.label_column)
+        columns = Columns(
+            key="example_id", probability=PROBABILITY, prediction_time="prediction_time",
+            label=spec.label.column, reported_at="reported_at",
+        )  # fmt: skip
         report_rows, final_report = [], None
         days = days_of(context)
         first_scored = days[0] - timedelta(days=maturity_days)
@@ -587,7 +585,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         with offline_store.connection() as con:
             # One read of every scored row, label and estimate the run's windows cover.
             scored = _scored_between(con, spec, first_scored, days[-1])
-            labels = spec.labels_for_monitoring(
+            labels = spec.monitoring_labels(
                 con, day_bounds(first_scored)[0], day_bounds(days[-1])[1]
             )
             estimates = _estimates(con, spec.name)
@@ -655,16 +653,16 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
             scored_day, rows, labels, version = final_report
             threshold = versions.operating_threshold(version)
             labelled = rows.join(
-                labels.sort("reported_at").unique("transaction_id", keep="last"),
-                on="transaction_id",
+                labels.sort("reported_at").unique("example_id", keep="last"),
+                on="example_id",
                 how="left",
-            ).with_columns(pl.col(spec.label_column).fill_null(0).cast(pl.Int64))
-            if threshold is not None and labelled[spec.label_column].n_unique() == 2:
+            ).with_columns(pl.col(spec.label.column).fill_null(0).cast(pl.Int64))
+            if threshold is not None and labelled[spec.label.column].n_unique() == 2:
                 html = (
                     data_dir.layout.reports_dir / spec.name / "performance" / f"{scored_day}.html"
                 )
                 evidently_classification_report(
-                    labelled, html, target=spec.label_column, probability=PROBABILITY,
+                    labelled, html, target=spec.label.column, probability=PROBABILITY,
                     threshold=threshold, max_rows=settings.sample_rows,
                 )  # fmt: skip
                 metadata["evidently_report"] = _report_url(data_dir, html)
@@ -687,9 +685,8 @@ def _scored_between(con, spec: ModelSpec, first: date, last: date) -> pl.DataFra
         return pl.DataFrame()
     return read_frame(
         con,
-        f'select * from "{spec.predictions_table}" '
-        "where transaction_time >= ? and transaction_time < ?",
-        [day_bounds(first)[0], day_bounds(last)[1]],
+        f'select * from "{spec.predictions_table}" where score_day >= ? and score_day <= ?',
+        [first, last],
     )
 
 
@@ -699,9 +696,9 @@ def _split_by_day(
     """Scored rows and their labels, per UTC day of the prediction."""
     if scored.is_empty():
         return {}
-    scored = scored.with_columns(pl.col("transaction_time").dt.date().alias("__day"))
-    days = scored.select("transaction_id", "__day")
-    labelled = labels.join(days, on="transaction_id", how="inner")
+    scored = scored.with_columns(pl.col("score_day").alias("__day"))
+    days = scored.select("example_id", "__day")
+    labelled = labels.join(days, on="example_id", how="inner")
     label_parts = labelled.partition_by("__day", as_dict=True)
     out = {}
     for (day,), rows in scored.partition_by("__day", as_dict=True).items():
@@ -725,7 +722,6 @@ def _skew_of(con, logged: pl.DataFrame, registry: ModelRegistry, spec: ModelSpec
     version that served them."""
     import orjson
 
-    from fti_assets.lib.batch_scoring import groups_for
     from fti_assets.lib.datasets import join_features
     from fti_assets.lib.monitoring.skew import FeatureSkew, SkewResult, compare_vectors
 
@@ -735,16 +731,20 @@ def _skew_of(con, logged: pl.DataFrame, registry: ModelRegistry, spec: ModelSpec
     for (version,), rows in logged.group_by("model_version"):
         model = registry.get(spec.name, int(version))
         inputs = registry.load(spec.name, int(version)).transform.order
-        requests = rows.select(spec.request_columns).sort("transaction_time")
-        offline = join_features(con, requests, groups_for(model))
+        label = spec.label
+        requests = rows.select(*label.id_columns, label.time_column, *label.request_columns)
+        offline = join_features(
+            con, requests.sort(label.time_column), view_of_model(registry, model),
+            label.time_column,
+        )  # fmt: skip
         served = pl.DataFrame(
             [orjson.loads(text) for text in rows["features"]], infer_schema_length=None
-        ).with_columns(rows["transaction_id"])
+        ).with_columns(rows[spec.label.id_columns[0]])
         result = compare_vectors(
-            served.select("transaction_id", *[c for c in inputs if c in served.columns]),
+            served.select(spec.label.id_columns[0], *[c for c in inputs if c in served.columns]),
             offline,
             [c for c in inputs if c in served.columns],
-            "transaction_id",
+            spec.label.id_columns[0],
         )
         for f in result.features:
             entry = totals.setdefault(f.feature, [0, 0, None])
