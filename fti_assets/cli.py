@@ -165,11 +165,16 @@ def features_get(
         str | None,
         typer.Option(help="Read the offline store as it was at this commit time (ISO, UTC)."),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="The values current at this event time (ISO, UTC), offline."),
+    ] = None,
 ) -> None:
     """Print one entity's newest row as JSON (exit code 1 when not found): from the online
-    store, or with --snapshot / --snapshot-time from the offline store as it was then."""
-    if snapshot is not None or snapshot_time is not None:
-        _offline_get(group, keys, snapshot, snapshot_time)
+    store; with --as-of, the values that were current at that time (offline store); with
+    --snapshot / --snapshot-time, from the offline store as it was at that commit."""
+    if snapshot is not None or snapshot_time is not None or as_of is not None:
+        _offline_get(group, keys, snapshot, snapshot_time, as_of)
         return
     from fti_assets.lib.online_store import NotFound, OnlineStore
 
@@ -202,12 +207,8 @@ def features_get(
     )
 
 
-def _offline_get(
-    group: str, keys: list[str], snapshot: int | None, snapshot_time: str | None
-) -> None:
+def _group_spec(group: str):
     from fti_assets.lib.feature_groups import FEATURE_GROUPS
-    from fti_assets.lib.feature_pipelines import read_group
-    from fti_assets.lib.offline_store import OfflineStoreMissingError
 
     spec = FEATURE_GROUPS.get(group)
     if spec is None:
@@ -215,12 +216,27 @@ def _offline_get(
             f"[red]unknown feature group {group!r}; expected one of {sorted(FEATURE_GROUPS)}[/red]"
         )
         raise typer.Exit(2)
+    return spec
+
+
+def _offline_get(
+    group: str,
+    keys: list[str],
+    snapshot: int | None,
+    snapshot_time: str | None,
+    as_of: str | None,
+) -> None:
+    from fti_assets.lib.feature_pipelines import read_group
+    from fti_assets.lib.offline_store import OfflineStoreMissingError
+
+    spec = _group_spec(group)
     wanted = dict(_parse_key(k) for k in keys)
     at = _parse_time(snapshot_time) if snapshot_time else None
     try:
         rows = read_group(
-            Settings.from_env().lake, spec, wanted, snapshot=snapshot, snapshot_time=at
-        )
+            Settings.from_env().lake, spec, wanted,
+            as_of=_parse_time(as_of) if as_of else None, snapshot=snapshot, snapshot_time=at,
+        )  # fmt: skip
     except (LookupError, OfflineStoreMissingError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -230,6 +246,7 @@ def _offline_get(
         "version": spec.version,
         "keys": wanted,
         "found": found,
+        "as_of": as_of,
         "snapshot": snapshot,
         "snapshot_time": snapshot_time,
     }
@@ -239,6 +256,29 @@ def _offline_get(
         payload["features"] = {k: v for k, v in row.items() if k not in spec.entity_keys}
     typer.echo(json.dumps(payload, indent=2, default=str))
     if not found:
+        raise typer.Exit(1)
+
+
+@features_app.command("history")
+def features_history(
+    group: Annotated[str, typer.Argument(help="Feature group name.")],
+    keys: Annotated[list[str], typer.Argument(help="Entity key(s) as KEY=VALUE.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every row the offline store holds for one entity, oldest first (exit 1 when none)."""
+    from fti_assets.lib.feature_pipelines import entity_history, key_frame
+    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
+
+    spec = _group_spec(group)
+    try:
+        wanted = key_frame(spec, dict(_parse_key(k) for k in keys))
+        with connection(Settings.from_env().lake, read_only=True) as con:
+            rows = entity_history(con, spec, wanted)
+    except (LookupError, OfflineStoreMissingError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    _emit(rows.to_dicts(), as_json, f"{group}: {rows.height} rows")
+    if rows.is_empty():
         raise typer.Exit(1)
 
 

@@ -79,6 +79,8 @@ def _run(
 ):
     from fti_assets.definitions import defs
 
+    if run_config and isinstance(selection, list):  # config only for the selected assets
+        run_config = {k: v for k, v in run_config.items() if k in selection}
     return materialize_graph(
         defs,
         start=start,
@@ -129,6 +131,7 @@ def _materialize_process(
 ) -> subprocess.Popen:
     """A `dagster asset materialize` process (multiprocess executor, its own instance)."""
     home.mkdir()
+    ops_config = {k: v for k, v in ops_config.items() if k in selection}
     return subprocess.Popen(
         [
             str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
