@@ -1,0 +1,194 @@
+"""Crash trials of the offline store's writers: ingesting partitions, writing feature-group
+partitions and the dbt build, killed with SIGKILL at random points (``FTI_CRASH_TRIALS`` per
+kind; ``make soak`` runs 20).
+
+After each kill (see ``lake_checks``): every partition of every table is wholly old or wholly
+new, no snapshot references a missing file and every table reads to its last row, maintenance
+removes the orphan files the kill left and changes nothing else; for the ingest, each landed day
+comes from one file with rows_in = accepted + quarantined. Re-running the operation then gives
+what an uninterrupted run gives (row counts and content hashes of every partition). The kinds'
+lines, and how often a kill left orphan files, are printed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from fti_assets.lib.feature_pipelines import refresh_card_transaction_features
+from fti_assets.lib.offline_store import connection
+from tests.crash.harness import CrashKind, CrashReport, run_crash_trials
+from tests.crash.ingest_operations import ingest_partitions
+from tests.crash.lake_checks import check_ingest_counts, check_lake, lake_summary
+from tests.crash.lake_operations import (
+    dbt_build,
+    lake_of,
+    midnight,
+    refresh_feature_partitions,
+    run_dbt,
+)
+from tests.crash.lake_world import (
+    DBT_SLOT,
+    WORLD,
+    World,
+    copy_lake,
+    ingest_world,
+    lay_out,
+    make_world,
+    occupy_dbt_slot,
+)
+
+
+@dataclass(frozen=True)
+class Template:
+    """Where a kind's trials start, and the lake's contents before and after the operation."""
+
+    lake: Path
+    before: dict[str, str]
+    after: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def ingested(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake holding the whole world, the rewritten days from their truncated files."""
+    workdir = tmp_path_factory.mktemp("ingested")
+    ingest_world(lake_of(workdir), world)
+    return workdir / "lake"
+
+
+def _template(
+    folder: Path,
+    start: Path,
+    layout: Callable[[Path, Path], None],
+    operation: Callable[[Path], None],
+) -> Template:
+    """Hash the lake in ``start`` before and after ``operation`` runs on a copy of it, laid
+    out by ``layout(workdir, lake)``."""
+    done = folder / "done"
+    done.mkdir(parents=True)
+    layout(done, start)
+    before = lake_summary(lake_of(done))
+    operation(done)
+    return Template(start, before, lake_summary(lake_of(done)))
+
+
+def _report_orphans(report: CrashReport, orphans: list[int]) -> None:
+    print(
+        f"{report.kind}: maintenance removed orphan files after {len(orphans)} of "
+        f"{report.killed} kills ({sum(orphans)} files)"
+    )
+
+
+def _lake_kind(
+    name: str,
+    operation: Callable[[Path], None],
+    template: Template,
+    setup: Callable[[Path], None],
+    delay_s: tuple[float, float],
+    orphans: list[int],
+    extra_check: Callable[[Path], None] = lambda workdir: None,
+) -> CrashKind:
+    def check(workdir: Path) -> None:
+        removed = check_lake(lake_of(workdir), template.before, template.after)
+        if removed:
+            orphans.append(removed)
+        extra_check(workdir)
+
+    return CrashKind(
+        name,
+        operation,
+        setup=setup,
+        check=check,
+        summary=lambda workdir: lake_summary(lake_of(workdir)),
+        delay_s=delay_s,
+    )
+
+
+def test_crash_while_ingesting_partitions(world: World, ingested: Path, tmp_path: Path) -> None:
+    layout = partial(lay_out, world=world)
+    template = _template(tmp_path / "template", ingested, layout, ingest_partitions)
+    orphans: list[int] = []
+    kind = _lake_kind(
+        "ingest a partition",
+        ingest_partitions,
+        template,
+        setup=lambda workdir: layout(workdir, template.lake),
+        delay_s=(0.0, 0.7),
+        orphans=orphans,
+        extra_check=lambda workdir: check_ingest_counts(
+            lake_of(workdir), ("raw_transactions", "raw_fraud_labels")
+        ),
+    )
+
+    report = run_crash_trials(kind, tmp_path / "trials")
+
+    _report_orphans(report, orphans)
+    assert report.failures == [], "\n".join(report.failures)
+
+
+def test_crash_while_writing_feature_partitions(
+    world: World, ingested: Path, tmp_path: Path
+) -> None:
+    start = tmp_path / "start"
+    lay_out(start, ingested, world)
+    with connection(lake_of(start)) as con:  # the feature rows of the truncated days
+        end = midnight(WORLD.end + timedelta(days=1))
+        refresh_card_transaction_features(con, midnight(WORLD.start), end)
+    ingest_partitions(start)  # then the whole days land
+    layout = partial(lay_out, world=world)
+    template = _template(tmp_path / "template", start / "lake", layout, refresh_feature_partitions)
+    orphans: list[int] = []
+    kind = _lake_kind(
+        "write a feature-group partition",
+        refresh_feature_partitions,
+        template,
+        setup=lambda workdir: layout(workdir, template.lake),
+        delay_s=(0.0, 0.35),
+        orphans=orphans,
+    )
+
+    report = run_crash_trials(kind, tmp_path / "trials")
+
+    _report_orphans(report, orphans)
+    assert report.failures == [], "\n".join(report.failures)
+
+
+@pytest.mark.slow
+def test_crash_during_the_dbt_build(world: World, ingested: Path, tmp_path: Path) -> None:
+    trials = tmp_path / "trials"
+    slot = trials / DBT_SLOT
+    first = tmp_path / "first"  # the template is made at the slot, so dbt parses just once
+    first.mkdir()
+    occupy_dbt_slot(slot, ingested, first)
+    (first / "landing").symlink_to(world.landing)
+    run_dbt(first, "build", None)  # every model over the truncated days
+    ingest_partitions(first)  # then the whole days land
+    before = lake_summary(lake_of(first))
+    copy_lake(slot, tmp_path / "start")
+    dbt_build(first)  # leaves a partial parse for the slot's path in first/target
+    template = Template(tmp_path / "start", before, lake_summary(lake_of(first)))
+
+    def setup(workdir: Path) -> None:
+        occupy_dbt_slot(slot, template.lake, workdir)
+        shutil.copytree(first / "target", workdir / "target")
+
+    orphans: list[int] = []
+    kind = _lake_kind(
+        "the dbt build", dbt_build, template, setup, delay_s=(2.5, 5.8), orphans=orphans
+    )
+
+    report = run_crash_trials(kind, trials)
+
+    _report_orphans(report, orphans)
+    assert report.failures == [], "\n".join(report.failures)
