@@ -1,13 +1,20 @@
-"""Crash trials of the offline store's writers: ingesting partitions, writing feature-group
-partitions and the dbt build, killed with SIGKILL at random points (``FTI_CRASH_TRIALS`` per
-kind; ``make soak`` runs 20).
+"""Crash trials of every writer of the data layer but the model registry (see
+``test_crash_registry.py``), killed with SIGKILL at random points (``FTI_CRASH_TRIALS`` per kind;
+``make soak`` runs 20). After each kill:
 
-After each kill (see ``lake_checks``): every partition of every table is wholly old or wholly
-new, no snapshot references a missing file and every table reads to its last row, maintenance
-removes the orphan files the kill left and changes nothing else; for the ingest, each landed day
-comes from one file with rows_in = accepted + quarantined. Re-running the operation then gives
-what an uninterrupted run gives (row counts and content hashes of every partition). The kinds'
-lines, and how often a kill left orphan files, are printed.
+* offline store (ingesting partitions, writing feature-group partitions, the dbt build), see
+  ``lake_checks``: every partition of every table is wholly old or wholly new, no snapshot
+  references a missing file and every table reads to its last row, maintenance removes the
+  orphan files the kill left and changes nothing else; for the ingest, each landed day comes
+  from one file with rows_in = accepted + quarantined;
+* online store: the group is as before or as after the write (one transaction), as the service
+  reads it, and no entity's row moved back in time;
+* training datasets: every version folder has its manifest and verifies against its hashes;
+* inference log: every record a flush acknowledged is there, no logger wrote one twice, only a
+  file's last line can be partial and the reader skips it.
+
+Re-running the operation then gives what an uninterrupted run gives (row counts and content
+hashes). The kinds' lines, and how often a kill left orphan files or a partial line, are printed.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from pathlib import Path
 
 import pytest
 
+from fti_assets.lib.datasets import frame_sha256
 from fti_assets.lib.feature_pipelines import refresh_card_transaction_features
 from fti_assets.lib.offline_store import connection
+from fti_assets.lib.online_store import OnlineStore
 from tests.crash.harness import CrashKind, CrashReport, run_crash_trials
 from tests.crash.ingest_operations import ingest_partitions
 from tests.crash.lake_checks import check_ingest_counts, check_lake, lake_summary
@@ -42,6 +51,25 @@ from tests.crash.lake_world import (
     lay_out,
     make_world,
     occupy_dbt_slot,
+)
+from tests.crash.store_checks import (
+    check_datasets,
+    check_inference_log,
+    check_online_group,
+    datasets_summary,
+    inference_log_summary,
+    online_rows,
+)
+from tests.crash.store_operations import (
+    DATASET_INPUT,
+    ONLINE_FILE,
+    ONLINE_GROUP,
+    ONLINE_INPUT,
+    dataset_frame,
+    log_predictions,
+    online_batch,
+    write_online_group,
+    write_training_dataset,
 )
 
 
@@ -191,4 +219,72 @@ def test_crash_during_the_dbt_build(world: World, ingested: Path, tmp_path: Path
     report = run_crash_trials(kind, trials)
 
     _report_orphans(report, orphans)
+    assert report.failures == [], "\n".join(report.failures)
+
+
+# ---------------------------------------------------------- outside the lake
+
+
+def test_crash_while_writing_an_online_group(tmp_path: Path) -> None:
+    start = tmp_path / "start"
+    start.mkdir()
+    with OnlineStore(start / ONLINE_FILE) as store:
+        store.write_group(ONLINE_GROUP, online_batch(0))
+    online_batch(1).write_parquet(start / ONLINE_INPUT)
+    done = tmp_path / "done"
+    shutil.copytree(start, done)
+    write_online_group(done)
+    before, after = online_rows(start), online_rows(done)
+    kind = CrashKind(
+        "write an online-store group",
+        write_online_group,
+        setup=lambda workdir: shutil.copytree(start, workdir, dirs_exist_ok=True),
+        check=lambda workdir: check_online_group(workdir, before, after),
+        summary=lambda workdir: frame_sha256(online_rows(workdir)),
+        delay_s=(0.0, 0.25),
+    )
+
+    report = run_crash_trials(kind, tmp_path / "trials")
+
+    assert report.failures == [], "\n".join(report.failures)
+
+
+def test_crash_while_writing_a_training_dataset(tmp_path: Path) -> None:
+    start = tmp_path / "start"
+    start.mkdir()
+    dataset_frame(seed=0).write_parquet(start / DATASET_INPUT)
+    write_training_dataset(start)  # v0001
+    dataset_frame(seed=1).write_parquet(start / DATASET_INPUT)
+    kind = CrashKind(
+        "write a training dataset",
+        write_training_dataset,
+        setup=lambda workdir: shutil.copytree(start, workdir, dirs_exist_ok=True),
+        check=check_datasets,
+        summary=datasets_summary,
+        delay_s=(0.0, 0.25),
+    )
+
+    report = run_crash_trials(kind, tmp_path / "trials")
+
+    assert report.failures == [], "\n".join(report.failures)
+
+
+def test_crash_while_flushing_the_inference_log(tmp_path: Path) -> None:
+    partial_lines: list[int] = []
+
+    def check(workdir: Path) -> None:
+        partial_lines.append(check_inference_log(workdir))
+
+    kind = CrashKind(
+        "flush the inference log",
+        log_predictions,
+        setup=lambda workdir: None,
+        check=check,
+        summary=inference_log_summary,
+        delay_s=(0.0, 0.45),
+    )
+
+    report = run_crash_trials(kind, tmp_path / "trials")
+
+    print(f"{kind.name}: {sum(partial_lines)} partial last lines found (and skipped by the reader)")
     assert report.failures == [], "\n".join(report.failures)
