@@ -2,11 +2,11 @@
 ``test_crash_registry.py``), killed with SIGKILL at random points (``FTI_CRASH_TRIALS`` per kind;
 ``make soak`` runs 20). After each kill:
 
-* offline store (ingesting partitions, writing feature-group partitions, the dbt build), see
-  ``lake_checks``: every partition of every table is wholly old or wholly new, no snapshot
-  references a missing file and every table reads to its last row, maintenance removes the
-  orphan files the kill left and changes nothing else; for the ingest, each landed day comes
-  from one file with rows_in = accepted + quarantined;
+* offline store (ingesting partitions, writing feature-group partitions, the dbt build, the
+  ``inference_log`` asset's load), see ``lake_checks``: every partition of every table is
+  wholly old or wholly new, no snapshot references a missing file and every table reads to its
+  last row, maintenance removes the orphan files the kill left and changes nothing else; for
+  the ingest, each landed day comes from one file with rows_in = accepted + quarantined;
 * online store: the group is as before or as after the write (one transaction), as the service
   reads it, and no entity's row moved back in time;
 * training datasets: every version folder has its manifest and verifies against its hashes;
@@ -30,6 +30,7 @@ import pytest
 
 from fti_assets.lib.datasets import frame_sha256
 from fti_assets.lib.feature_pipelines import refresh_card_transaction_features
+from fti_assets.lib.inference_log import InferenceLogger
 from fti_assets.lib.offline_store import connection
 from fti_assets.lib.online_store import OnlineStore
 from tests.crash.harness import CrashKind, CrashReport, run_crash_trials
@@ -67,6 +68,7 @@ from tests.crash.store_operations import (
     ONLINE_INPUT,
     dataset_frame,
     log_predictions,
+    log_record,
     online_batch,
     write_online_group,
     write_training_dataset,
@@ -287,4 +289,50 @@ def test_crash_while_flushing_the_inference_log(tmp_path: Path) -> None:
     report = run_crash_trials(kind, tmp_path / "trials")
 
     print(f"{kind.name}: {sum(partial_lines)} partial last lines found (and skipped by the reader)")
+    assert report.failures == [], "\n".join(report.failures)
+
+
+def _log(directory: Path, numbers: range) -> None:
+    with InferenceLogger(directory) as logger:
+        for number in numbers:
+            logger.log(log_record(number))
+
+
+@pytest.mark.slow
+def test_crash_while_loading_the_inference_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The asset's partitions are read from these when its module is first imported.
+    monkeypatch.setenv("FTI_START_DATE", "2026-09-01")
+    monkeypatch.setenv("FTI_END_DATE", "2026-09-30")
+    from tests.crash.asset_operations import materialize_inference_log
+
+    logs = tmp_path / "inference_log"
+    _log(logs, range(0, 6_000))
+
+    def layout(workdir: Path, lake: Path | None) -> None:
+        if lake is not None:
+            copy_lake(lake, workdir / "lake")
+        (workdir / "data").mkdir()
+        (workdir / "data" / "inference_log").symlink_to(logs)
+
+    start = tmp_path / "start"
+    start.mkdir()
+    layout(start, None)
+    materialize_inference_log(start)  # the day as logged so far
+    _log(logs, range(6_000, 12_000))  # then the service logs more of it
+    template = _template(tmp_path / "template", start / "lake", layout, materialize_inference_log)
+    orphans: list[int] = []
+    kind = _lake_kind(
+        "load the inference log into the lake",
+        materialize_inference_log,
+        template,
+        setup=lambda workdir: layout(workdir, template.lake),
+        delay_s=(0.3, 1.5),
+        orphans=orphans,
+    )
+
+    report = run_crash_trials(kind, tmp_path / "trials")
+
+    _report_orphans(report, orphans)
     assert report.failures == [], "\n".join(report.failures)
