@@ -3,7 +3,8 @@
 * **No half partition.** Each partition of each table (and each view, and each table's schema)
   is exactly as before the operation or exactly as after it: :func:`partition_contents` hashes
   the sorted rows of every partition, and :func:`mixed_partitions` compares them with the two
-  states an uninterrupted run goes through.
+  states an uninterrupted run goes through. A table in neither is an error, unless the kind
+  allows the writer's scratch tables (dbt's ``__dbt_backup``).
 * **The catalog references no missing file**: every data and delete file of every table's
   current snapshot (``ducklake_list_files``), and of every older snapshot still kept, is on
   disk, and reading every table to its last row (the content hashes) succeeds.
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,18 +84,22 @@ def partition_contents(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def mixed_partitions(
-    now: Mapping[str, str], before: Mapping[str, str], after: Mapping[str, str]
-) -> list[str]:
-    """Every partition that is neither as ``before`` nor as ``after`` the operation."""
-    problems = []
+    now: Mapping[str, str],
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    scratch: tuple[str, ...] = (),
+) -> tuple[list[str], list[str]]:
+    """Every partition that is neither as ``before`` nor as ``after`` the operation, and the
+    extra tables named with a ``scratch`` suffix (a writer's leftovers, allowed)."""
+    problems, leftovers = [], set()
     for key in sorted({*now, *before, *after}):
-        state = now.get(key, ABSENT)
-        if state not in (before.get(key, ABSENT), after.get(key, ABSENT)):
-            problems.append(
-                f"{key}: {state}, neither the old {before.get(key, ABSENT)} nor the new "
-                f"{after.get(key, ABSENT)}"
-            )
-    return problems
+        state, old, new = (m.get(key, ABSENT) for m in (now, before, after))
+        table = key.split("/", 1)[0]
+        if old == new == ABSENT and table.endswith(scratch):
+            leftovers.add(table)
+        elif state not in (old, new):
+            problems.append(f"{key}: {state}, neither the old {old} nor the new {new}")
+    return problems, sorted(leftovers)
 
 
 def current_files(con: duckdb.DuckDBPyConnection) -> set[Path]:
@@ -150,16 +156,27 @@ def disk_files(lake: LakeConfig) -> set[Path]:
     return {p for p in Path(lake.data_path).rglob("*") if p.is_file()}
 
 
-def check_lake(lake: LakeConfig, before: Mapping[str, str], after: Mapping[str, str]) -> int:
-    """Assert the invariants of the module docstring; return how many unreferenced files the
-    maintenance removed (the orphans a kill before a commit leaves)."""
+@dataclass(frozen=True)
+class LakeCheck:
+    orphans: int  # unreferenced files maintenance removed (a kill before a commit leaves them)
+    leftovers: list[str]  # scratch tables the writer left (see mixed_partitions)
+
+
+def check_lake(
+    lake: LakeConfig,
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    scratch: tuple[str, ...] = (),
+) -> LakeCheck:
+    """Assert the invariants of the module docstring; tables named with a ``scratch`` suffix
+    may be there besides (they are read fully too)."""
     with connection(lake) as con:
         missing = sorted(current_files(con) - disk_files(lake))
         assert not missing, f"the current snapshot references missing files: {missing}"
         missing = sorted(catalog_files(con) - disk_files(lake))
         assert not missing, f"older snapshots reference missing files: {missing}"
         contents = partition_contents(con)
-        mixed = mixed_partitions(contents, before, after)
+        mixed, leftovers = mixed_partitions(contents, before, after, scratch)
         assert not mixed, "half-written partitions:\n" + "\n".join(mixed)
         unreferenced = disk_files(lake) - catalog_files(con)
         report = maintain(con, keep=set(), retention=KEEP_EVERY_SNAPSHOT, orphan_age=timedelta(0))
@@ -172,7 +189,7 @@ def check_lake(lake: LakeConfig, before: Mapping[str, str], after: Mapping[str, 
         changed = report.files_after != report.files_before or report.orphans_removed
         if changed or report.files_removed:  # read it all again
             assert partition_contents(con) == contents, "maintenance changed the lake's contents"
-    return len(unreferenced)
+    return LakeCheck(len(unreferenced), leftovers)
 
 
 def lake_summary(lake: LakeConfig) -> dict[str, str]:
