@@ -147,7 +147,13 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) 
     with dg.instance_for_test() as instance:
         result = _run(run_config=TRAINING_CONFIG, instance=instance)
         assert result.success
-        failed = [k for k, passed in _checks(result).items() if not passed]
+        # Every check with ERROR severity passes (a WARN, e.g. drift of the 30-day windows
+        # filling up over a 24-day world, is reported, not a failure).
+        failed = [
+            c.asset_check_key.to_user_string()
+            for c in result.get_asset_check_evaluations()
+            if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+        ]
         assert not failed, failed
 
         con = connect(_lake(), read_only=True)
@@ -238,7 +244,7 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) 
         versions = read_frame(
             con,
             "select model_version, count(*) as n from fraud_predictions "
-            "where cast(transaction_time as date) = ? group by 1",
+            "where score_day = ? group by 1",
             [TINY_END],
         )
         con.close()
@@ -277,7 +283,7 @@ def _assert_monitoring(result, data_layer: Path, instance: dg.DagsterInstance) -
     # A day without scored rows: recorded as such, no verdict, no crash.
     with connection(_lake()) as con:
         con.execute(
-            "delete from fraud_predictions where cast(transaction_time as date) = ?", [TINY_END]
+            "delete from fraud_predictions where score_day = ?", [TINY_END]
         )
     empty = _run(TINY_END, TINY_END, selection=["fraud_model_feature_drift_report",
                  "fraud_model_estimated_performance"], instance=instance)  # fmt: skip
