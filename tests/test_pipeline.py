@@ -18,6 +18,8 @@ from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.reproduce import reproduce
 from fti_assets.lib.settings import LakeConfig, Settings
 from fti_assets.resources import ModelGatesResource, default_resources
+from fti_assets.specs.feature_views import view_of_model
+from fti_assets.specs.labels import FRAUD_LABEL
 from tests.conftest import TINY_DAYS, TINY_START
 
 pytestmark = [pytest.mark.slow]
@@ -180,7 +182,12 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) 
 
         # `fti models reproduce`: rebuilding the dataset version and retraining gives the same
         # dataset content hash and a byte-identical model.
-        report = reproduce(registry, _lake(), data_layer / "datasets", "fraud_model", 1)
+        model = registry.get("fraud_model", 1)
+        report = reproduce(
+            registry, _lake(), data_layer / "datasets", name="fraud_model", version=1,
+            dataset_name="fraud_training_dataset", view=view_of_model(registry, model),
+            label=FRAUD_LABEL,
+        )  # fmt: skip
         assert report.dataset_matches and report.model_matches
 
         # A worse challenger is stopped by the gate, marked rejected, never champion.
