@@ -6,6 +6,7 @@ from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
 from fti_assets.defs.inference import assets as inference_assets
 from fti_assets.defs.ingest import assets as ingest_assets
+from fti_assets.defs.ingest import sensors as ingest_sensors
 from fti_assets.defs.maintenance import assets as maintenance_assets
 from fti_assets.defs.training import assets as training_assets
 from fti_assets.defs.training import checks as training_checks
@@ -28,6 +29,7 @@ defs = dg.Definitions(
         maintenance_assets.lake_maintenance,
     ],
     schedules=[maintenance_assets.lake_maintenance_schedule],
+    sensors=[ingest_sensors.landing_sensor],
     asset_checks=[
         *feature_checks.feature_contract_checks,
         *feature_checks.online_checks,
