@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from fti_assets.defs.automation import automation_sensor
 from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
 from fti_assets.defs.inference import assets as inference_assets
@@ -29,7 +30,7 @@ defs = dg.Definitions(
         maintenance_assets.lake_maintenance,
     ],
     schedules=[maintenance_assets.lake_maintenance_schedule],
-    sensors=[ingest_sensors.landing_sensor],
+    sensors=[ingest_sensors.landing_sensor, automation_sensor],
     asset_checks=[
         *feature_checks.feature_contract_checks,
         *feature_checks.online_checks,

@@ -30,7 +30,8 @@ daily_partitions = daily_partitions_from(_start, partition_end_cap(_start))
 
 # Every asset partitioned by ``daily_partitions`` carries this tag, the one dbt gives its models
 # tagged ``daily``: automation conditions tell a day's upstream from reference data by it.
-DAILY_TAGS = {"daily": ""}
+DAILY_TAG = "daily"
+DAILY_TAGS = {DAILY_TAG: ""}
 
 
 def lookback_dep(asset: str, days: int) -> dg.AssetDep:

@@ -146,3 +146,39 @@ def test_fraud_model_config_defaults_are_the_library_defaults() -> None:
         f.name for f in dataclasses.fields(TrainParams)
     }
     assert train_params(TrainConfig(early_stopping_rounds=0)).early_stopping_rounds is None
+
+
+def test_daily_tag_marks_the_daily_partitioned_assets_automation_sees() -> None:
+    """The automation conditions tell a day's upstream from reference data by this tag: every
+    daily asset with a condition, or upstream of one, must carry it (and no other asset)."""
+    from fti_assets.partitions import DAILY_TAGS, daily_partitions
+
+    graph = _graph()
+    automated = {k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+    seen = automated | {p for k in automated for p in graph.get(k).parent_keys}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        tagged = DAILY_TAGS.items() <= node.tags.items()
+        daily = node.partitions_def == daily_partitions
+        assert not tagged or daily, f"{key.to_user_string()} is tagged daily but is not"
+        assert tagged or not daily or key not in seen, f"{key.to_user_string()}: no daily tag"
+
+
+def test_sensors_are_described_and_on_by_default() -> None:
+    sensors = {s.name: s for s in defs.sensors}
+    assert {"landing_sensor", "fti_automation"} <= set(sensors)
+    for sensor in sensors.values():
+        assert sensor.description, f"sensor {sensor.name} has no description"
+    for name in ("landing_sensor", "fti_automation"):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_feature_side_downstream_of_ingest_moves_by_automation() -> None:
+    graph = _graph()
+    feature_side = dg.AssetSelection.groups("transform", "features", "online").resolve(graph)
+    for key in feature_side:
+        condition = graph.get(key).automation_condition
+        assert condition is not None, f"{key.to_user_string()} has no automation condition"
+        assert condition.get_label(), f"{key.to_user_string()}: the condition has no label"
+    for key in dg.AssetSelection.groups("ingest").resolve(graph):
+        assert graph.get(key).automation_condition is None  # the landing sensor ingests

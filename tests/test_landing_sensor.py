@@ -90,6 +90,18 @@ def test_reference_data_first_then_the_landed_days_as_one_run(sensor: Sensor) ->
     assert len({reference.run_key, days.run_key, one.run_key}) == 3
 
 
+def test_run_keys_depend_on_day_and_content_only(sensor: Sensor, tmp_path: Path) -> None:
+    """A daemon that restarts before its cursor was saved asks for the same run keys again,
+    which it never launches twice."""
+    (tmp_path / "other").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "other")) as other:
+        restarted = Sensor(other, sensor.data_dir)
+        assert sensor.request().run_key == restarted.request().run_key
+        sensor.ingested("raw_cards", "raw_merchants")
+        restarted.ingested("raw_cards", "raw_merchants")
+        assert sensor.request().run_key == restarted.request().run_key
+
+
 def test_one_ingest_run_in_flight_at_a_time(sensor: Sensor) -> None:
     sensor.request()
     sensor.ingested("raw_cards", "raw_merchants")
