@@ -182,3 +182,19 @@ def test_feature_side_downstream_of_ingest_moves_by_automation() -> None:
         assert condition.get_label(), f"{key.to_user_string()}: the condition has no label"
     for key in dg.AssetSelection.groups("ingest").resolve(graph):
         assert graph.get(key).automation_condition is None  # the landing sensor ingests
+
+
+def test_blocking_dbt_tests_depend_on_one_model() -> None:
+    """dbt runs a test on two models only when both are built in the same run (indirect
+    selection: cautious); as a blocking check it would stay skipped when automation rebuilds one
+    of them alone, and hold everything downstream."""
+    import json
+
+    from fti_assets.defs.transform.assets import dbt_project
+
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test" or node["config"]["severity"].lower() != "error":
+            continue
+        models = [n for n in node["depends_on"]["nodes"] if n.startswith("model.")]
+        assert len(models) <= 1, f"{node['name']} is blocking and depends on {models}"
