@@ -149,12 +149,19 @@ def test_fraud_model_config_defaults_are_the_library_defaults() -> None:
 
 
 def test_daily_tag_marks_the_daily_partitioned_assets_automation_sees() -> None:
-    """The automation conditions tell a day's upstream from reference data by this tag: every
-    daily asset with a condition, or upstream of one, must carry it (and no other asset)."""
+    """The conditions of defs/automation.py tell a day's upstream from reference data by this
+    tag: every daily asset using one of them, or upstream of one, carries it (no other asset)."""
+    from fti_assets.defs.automation import daily_condition, latest_condition, reference_condition
     from fti_assets.partitions import DAILY_TAGS, daily_partitions
 
     graph = _graph()
-    automated = {k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+    ours = {c().get_label() for c in (daily_condition, latest_condition, reference_condition)}
+    automated = {
+        key
+        for key in graph.get_all_asset_keys()
+        if (condition := graph.get(key).automation_condition) and condition.get_label() in ours
+    }
+    assert automated, "no asset uses the conditions of defs/automation.py"
     seen = automated | {p for k in automated for p in graph.get(k).parent_keys}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
