@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fti_assets.lib.settings import DEFAULT_DAYS, DEFAULT_START, Settings
+from fti_assets.lib.settings import DEFAULT_DAYS, Settings, last_complete_day
 
 app = typer.Typer(
     help="FTI feature platform on Dagster: data, features, models, serving.", no_args_is_help=True
@@ -51,51 +52,165 @@ app.add_typer(features_app, name="features")
 app.add_typer(datasets_app, name="datasets")
 models_app = typer.Typer(help="Model registry: versions, aliases, promotion, reproduction.")
 app.add_typer(models_app, name="models")
+simulate_app = typer.Typer(
+    help="The synthetic world's days arriving in the landing zone, one day at a time."
+)
+app.add_typer(simulate_app, name="simulate")
+
+
+class DriftKind(StrEnum):
+    """What drifts from --drift-from on (lib/generator.py: DRIFT_KINDS)."""
+
+    covariate = "covariate"
+    concept = "concept"
+    both = "both"
 
 
 @app.command()
 def generate(
     cards: Annotated[int, typer.Option(help="Number of cards.")] = 2000,
     merchants: Annotated[int, typer.Option(help="Number of merchants.")] = 300,
-    days: Annotated[int, typer.Option(help="Number of daily landing files.")] = DEFAULT_DAYS,
-    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD, UTC).")] = str(DEFAULT_START),
+    days: Annotated[int, typer.Option(help="Number of days in the world.")] = DEFAULT_DAYS,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First day (YYYY-MM-DD, UTC). Default: the world ends yesterday (UTC)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 42,
     fraud_rate: Annotated[float, typer.Option(help="Target share of fraud.")] = 0.01,
     bad_rows: Annotated[int, typer.Option(help="Bad rows of EACH kind per daily file.")] = 0,
     drift_from: Annotated[
-        int | None, typer.Option(help="Day index from which distributions shift.")
+        int | None, typer.Option(help="Day index (0-based) from which the world drifts.")
     ] = None,
+    drift_kind: Annotated[
+        DriftKind,
+        typer.Option(
+            help="What drifts: covariate (amounts and channel mix), concept (a new fraud "
+            "pattern: card testing) or both."
+        ),
+    ] = DriftKind.both,
+    hold_back: Annotated[
+        int,
+        typer.Option(
+            help="Keep the last N days in the world only; `fti simulate advance` releases them."
+        ),
+    ] = 0,
     data_dir: Annotated[
         Path | None, typer.Option(help="Data folder (default: FTI_DATA_DIR or ./data).")
     ] = None,
 ) -> None:
-    """Write deterministic synthetic landing files (cards, merchants, daily transactions and
-    late fraud labels) plus the oracle of true fraud probabilities."""
+    """Write a deterministic synthetic world (cards, merchants, daily transactions and late
+    fraud labels, plus the oracle of true fraud probabilities) into world/, and release its days
+    into the landing zone (all of them unless --hold-back)."""
     from fti_assets.lib.generator import GeneratorConfig
     from fti_assets.lib.generator import generate as run_generator
 
-    config = GeneratorConfig(
-        cards=cards,
-        merchants=merchants,
-        days=days,
-        start=date.fromisoformat(start),
-        seed=seed,
-        fraud_rate=fraud_rate,
-        bad_rows=bad_rows,
-        drift_from=drift_from,
-    )
-    target = data_dir or Settings.from_env().data_dir
-    t0 = time.perf_counter()
-    summary = run_generator(config, target, progress=days * cards > 200_000)
+    first = date.fromisoformat(start) if start else last_complete_day() - timedelta(days=days - 1)
+    try:
+        config = GeneratorConfig(
+            cards=cards,
+            merchants=merchants,
+            days=days,
+            start=first,
+            seed=seed,
+            fraud_rate=fraud_rate,
+            bad_rows=bad_rows,
+            drift_from=drift_from,
+            drift_kind=drift_kind.value,
+        )
+        target = data_dir or Settings.from_env().data_dir
+        t0 = time.perf_counter()
+        summary = run_generator(
+            config, target, progress=days * cards > 200_000, hold_back=hold_back
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     console.print(
         f"[green]generated[/green] {summary.transactions:,} transactions "
-        f"({summary.fraud:,} fraud, {summary.labels_written:,} labels landed) over "
-        f"{summary.start} … {summary.end} into {target} in {time.perf_counter() - t0:.1f}s"
+        f"({summary.fraud:,} fraud, {summary.labels_written:,} labels) over "
+        f"{summary.start} … {summary.end} into {target / 'world'} in "
+        f"{time.perf_counter() - t0:.1f}s; released {summary.released_days} of {days} days "
+        f"into {target / 'landing'}"
     )
+    if drift_from is not None:
+        console.print(f"drift ({drift_kind.value}) from day index {drift_from}")
     if bad_rows:
         console.print(
             f"injected bad rows: {sum(summary.bad_rows.values()):,} ({bad_rows}/kind/day)"
         )
+
+
+def _world_dirs(data_dir: Path | None) -> tuple[Path, Path]:
+    layout = Settings.for_data_dir(data_dir).layout if data_dir else Settings.from_env().layout
+    return layout.world_dir, layout.landing_dir
+
+
+@simulate_app.command("advance")
+def simulate_advance(
+    days: Annotated[int, typer.Option(help="How many days to release.", min=1)] = 1,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data folder (default: FTI_DATA_DIR or ./data).")
+    ] = None,
+) -> None:
+    """Release the world's next day(s) into the landing zone: each day's transactions and the
+    fraud labels reported that day (late labels of earlier days). Exit code 1 when the world is
+    exhausted."""
+    from fti_assets.lib.world import NoWorldError, WorldExhaustedError, advance, world_status
+
+    world_dir, landing_dir = _world_dirs(data_dir)
+    try:
+        released = advance(world_dir, landing_dir, days)
+    except NoWorldError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    except WorldExhaustedError as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(1) from exc
+    status = world_status(world_dir, landing_dir)
+    span = f"{released[0]}" + (f" … {released[-1]}" if len(released) > 1 else "")
+    console.print(
+        f"[green]released[/green] {span} into {landing_dir}; "
+        f"{len(status.released)} of {len(status.released) + len(status.remaining)} days landed"
+        + (f", next: {status.remaining[0]}" if status.remaining else ", the world is exhausted")
+    )
+    if len(released) < days:
+        console.print(f"[yellow]only {len(released)} of {days} days were left[/yellow]")
+
+
+@simulate_app.command("status")
+def simulate_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data folder (default: FTI_DATA_DIR or ./data).")
+    ] = None,
+) -> None:
+    """The world's days: how many are in the landing zone, which comes next."""
+    from fti_assets.lib.world import NoWorldError, world_status
+
+    world_dir, landing_dir = _world_dirs(data_dir)
+    try:
+        status = world_status(world_dir, landing_dir)
+    except NoWorldError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    payload = status.as_dict()
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    drift = status.drift
+    _print_table(
+        [
+            {
+                "world": f"{payload['start']} … {payload['end']}",
+                "days": payload["days"],
+                "released": payload["released"],
+                "remaining": payload["remaining"],
+                "last released": payload["last_released"] or "—",
+                "next": payload["next"] or "— (exhausted)",
+                "drift": f"{drift['kind']} from {drift['from']}" if drift else "—",
+            }
+        ],
+        title="Simulated world",
+    )
 
 
 @app.command()
@@ -104,8 +219,8 @@ def demo(
     days: Annotated[int, typer.Option(help="Number of days.")] = DEFAULT_DAYS,
     bad_rows: Annotated[int, typer.Option(help="Bad rows of each kind per day.")] = 1,
 ) -> None:
-    """Generate the default data set and materialize the whole asset graph for every partition,
-    in-process, on the DuckDB file; then print a summary and where to look."""
+    """Generate the default world (every day released) and materialize the whole asset graph for
+    every landed day, in-process, into the lake; then print a summary and where to look."""
     generate(cards=cards, days=days, bad_rows=bad_rows)
     from fti_assets.demo import run_demo
 

@@ -183,3 +183,62 @@ def test_every_declared_feature_view_is_locked() -> None:
     from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
 
     assert check_lock(FEATURE_VIEWS.values(), LOCK_PATH) == [], "run `fti feature-views lock`"
+
+
+def test_daily_tag_marks_the_daily_partitioned_assets_automation_sees() -> None:
+    """The conditions of defs/automation.py tell a day's upstream from reference data by this
+    tag: every daily asset using one of them, or upstream of one, carries it (no other asset)."""
+    from fti_assets.defs.automation import daily_condition, latest_condition, reference_condition
+    from fti_assets.partitions import DAILY_TAGS, daily_partitions
+
+    graph = _graph()
+    ours = {c().get_label() for c in (daily_condition, latest_condition, reference_condition)}
+    automated = {
+        key
+        for key in graph.get_all_asset_keys()
+        if (condition := graph.get(key).automation_condition) and condition.get_label() in ours
+    }
+    assert automated, "no asset uses the conditions of defs/automation.py"
+    seen = automated | {p for k in automated for p in graph.get(k).parent_keys}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        tagged = DAILY_TAGS.items() <= node.tags.items()
+        daily = node.partitions_def == daily_partitions
+        assert not tagged or daily, f"{key.to_user_string()} is tagged daily but is not"
+        assert tagged or not daily or key not in seen, f"{key.to_user_string()}: no daily tag"
+
+
+def test_sensors_are_described_and_on_by_default() -> None:
+    sensors = {s.name: s for s in defs.sensors}
+    assert {"landing_sensor", "fti_automation"} <= set(sensors)
+    for sensor in sensors.values():
+        assert sensor.description, f"sensor {sensor.name} has no description"
+    for name in ("landing_sensor", "fti_automation"):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_feature_side_downstream_of_ingest_moves_by_automation() -> None:
+    graph = _graph()
+    feature_side = dg.AssetSelection.groups("transform", "features", "online").resolve(graph)
+    for key in feature_side:
+        condition = graph.get(key).automation_condition
+        assert condition is not None, f"{key.to_user_string()} has no automation condition"
+        assert condition.get_label(), f"{key.to_user_string()}: the condition has no label"
+    for key in dg.AssetSelection.groups("ingest").resolve(graph):
+        assert graph.get(key).automation_condition is None  # the landing sensor ingests
+
+
+def test_blocking_dbt_tests_depend_on_one_model() -> None:
+    """dbt runs a test on two models only when both are built in the same run (indirect
+    selection: cautious); as a blocking check it would stay skipped when automation rebuilds one
+    of them alone, and hold everything downstream."""
+    import json
+
+    from fti_assets.defs.transform.assets import dbt_project
+
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test" or node["config"]["severity"].lower() != "error":
+            continue
+        models = [n for n in node["depends_on"]["nodes"] if n.startswith("model.")]
+        assert len(models) <= 1, f"{node['name']} is blocking and depends on {models}"

@@ -289,9 +289,7 @@ def _assert_monitoring(result, data_layer: Path, instance: dg.DagsterInstance) -
 
     # A day without scored rows: recorded as such, no verdict, no crash.
     with connection(_lake()) as con:
-        con.execute(
-            "delete from fraud_predictions where score_day = ?", [TINY_END]
-        )
+        con.execute("delete from fraud_predictions where score_day = ?", [TINY_END])
     empty = _run(TINY_END, TINY_END, selection=["fraud_model_feature_drift_report",
                  "fraud_model_estimated_performance"], instance=instance)  # fmt: skip
     assert _materialized(empty, "fraud_model_feature_drift_report")["status"] == "no_rows"
