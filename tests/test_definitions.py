@@ -189,7 +189,7 @@ def test_daily_tag_marks_the_daily_partitioned_assets_automation_sees() -> None:
     """The conditions of defs/automation.py tell a day's upstream from reference data by this
     tag: every daily asset using one of them, or upstream of one, carries it (no other asset)."""
     from fti_assets.defs.automation import daily_condition, latest_condition, reference_condition
-    from fti_assets.partitions import DAILY_TAGS, daily_partitions
+    from fti_assets.partitions import DAILY_TAGS, daily_partitions, log_partitions
 
     graph = _graph()
     ours = {c().get_label() for c in (daily_condition, latest_condition, reference_condition)}
@@ -203,7 +203,7 @@ def test_daily_tag_marks_the_daily_partitioned_assets_automation_sees() -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         tagged = DAILY_TAGS.items() <= node.tags.items()
-        daily = node.partitions_def == daily_partitions
+        daily = node.partitions_def in (daily_partitions, log_partitions)
         assert not tagged or daily, f"{key.to_user_string()} is tagged daily but is not"
         assert tagged or not daily or key not in seen, f"{key.to_user_string()}: no daily tag"
 

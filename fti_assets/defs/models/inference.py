@@ -4,11 +4,11 @@ from datetime import timedelta
 
 import dagster as dg
 
+from fti_assets.defs.automation import daily_condition
 from fti_assets.defs.metadata import frame_preview, markdown_table
-from fti_assets.defs.models.automation import scoring_condition
 from fti_assets.lib.batch_scoring import score_day
 from fti_assets.lib.registry import CHAMPION
-from fti_assets.partitions import daily_partitions, single_run
+from fti_assets.partitions import DAILY_TAGS, daily_partitions, single_run
 from fti_assets.resources import ModelRegistryResource, OfflineStoreResource
 from fti_assets.specs.feature_views import view_of_model
 from fti_assets.specs.models import ModelSpec
@@ -25,7 +25,10 @@ def build_predictions_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=single_run,
         deps=[*spec.feature_groups, "raw_transactions", champion_key],
-        automation_condition=scoring_condition(champion_key),
+        tags=DAILY_TAGS,
+        # A day is scored once its feature groups are in (and their blocking checks passed); a
+        # new champion does not rescore history by itself (re-run days to rescore them).
+        automation_condition=daily_condition(),
         description=(
             f"{spec.name}'s score of every example of the day, by the model the registry alias "
             f"{CHAMPION!r} points at when the run starts, with the feature vector it scored; "

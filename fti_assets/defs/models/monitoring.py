@@ -29,12 +29,12 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from fti_assets.defs.automation import daily_condition
 from fti_assets.defs.metadata import markdown_table
-from fti_assets.defs.models.automation import monitoring_condition
 from fti_assets.lib.datasets import load_dataset
 from fti_assets.lib.offline_store import Replacement, read_frame, replace_partitions, table_exists
 from fti_assets.lib.registry import ModelRegistry, ModelVersion
-from fti_assets.partitions import daily_partitions, log_partitions, lookback_dep, single_run
+from fti_assets.partitions import DAILY_TAGS, daily_partitions, log_partitions, single_run
 from fti_assets.resources import (
     DataDirResource,
     ModelRegistryResource,
@@ -231,13 +231,14 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         "owners": owners,
         "partitions_def": daily_partitions,
         "backfill_policy": single_run,
+        "tags": DAILY_TAGS,
     }
 
     @dg.asset(
         key=drift_key,
         kinds={"evidently", "polars", "ducklake"},
         deps=[predictions],
-        automation_condition=monitoring_condition(),
+        automation_condition=daily_condition(),
         description=(
             f"Feature drift of {spec.name}'s scored rows against its training reference: the "
             "test Evidently's DataDriftPreset picks per column, on every row, plus PSI; and an "
@@ -380,7 +381,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         key=dg.AssetKey(f"{spec.name}_prediction_drift_report"),
         kinds={"polars", "ducklake"},
         deps=[predictions],
-        automation_condition=monitoring_condition(),
+        automation_condition=daily_condition(),
         description=(
             f"Drift of {spec.name}'s score distribution: the day's probabilities against the "
             "scoring version's probabilities on its own test split (the test Evidently would "
@@ -459,7 +460,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         key=estimate_key,
         kinds={"numpy", "ducklake"},
         deps=[predictions],
-        automation_condition=monitoring_condition(),
+        automation_condition=daily_condition(),
         description=(
             f"{spec.name}'s performance expected from its calibrated probabilities before any "
             "label arrives (confidence-based estimation, the idea NannyML calls CBPE): expected "
@@ -548,11 +549,14 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
     @dg.asset(
         key=dg.AssetKey(f"{spec.name}_performance_report"),
         kinds={"evidently", "ducklake"},
+        # The report day's scored rows and labels: it also reads the earlier scored days of its
+        # label window from the lake, not declared as dependencies, so a window reaching back
+        # before the first champion (days never scored) does not hold it up.
         deps=[
-            lookback_dep(spec.predictions_table, days=maturity_days),
+            predictions,
             *(dg.AssetDep(source) for source in spec.label_sources if source != "raw_transactions"),
         ],
-        automation_condition=monitoring_condition(),
+        automation_condition=daily_condition(),
         description=(
             f"{spec.name}'s performance on the labels known at the end of the report day, for "
             f"every scored day of the {maturity_days}-day label window: label coverage, "
@@ -769,8 +773,11 @@ def _skew_assets(spec: ModelSpec) -> list[Any]:
         owners=list(spec.owners),
         partitions_def=log_partitions,
         backfill_policy=single_run,
-        deps=["inference_log", *spec.feature_groups],
-        automation_condition=monitoring_condition(),
+        tags=DAILY_TAGS,
+        # It reads the feature groups (point in time) too; not declared, so that a logged day
+        # whose feature day has not landed yet (a replayed world) is not held up.
+        deps=["inference_log"],
+        automation_condition=daily_condition(),
         description=(
             f"Train/serve skew of {spec.name}: each logged online request's feature vector "
             "against the same features recomputed offline (point-in-time join at the request's "
