@@ -10,7 +10,8 @@ import json
 import sys
 import time
 from contextlib import AbstractContextManager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fti_assets.lib.settings import DEFAULT_DAYS, DEFAULT_START, Settings
+from fti_assets.lib.settings import DEFAULT_DAYS, Settings, last_complete_day
 
 if TYPE_CHECKING:
     import duckdb
@@ -57,51 +58,165 @@ app.add_typer(features_app, name="features")
 app.add_typer(datasets_app, name="datasets")
 models_app = typer.Typer(help="Model registry: versions, aliases, promotion, reproduction.")
 app.add_typer(models_app, name="models")
+simulate_app = typer.Typer(
+    help="The synthetic world's days arriving in the landing zone, one day at a time."
+)
+app.add_typer(simulate_app, name="simulate")
+
+
+class DriftKind(StrEnum):
+    """What drifts from --drift-from on (lib/generator.py: DRIFT_KINDS)."""
+
+    covariate = "covariate"
+    concept = "concept"
+    both = "both"
 
 
 @app.command()
 def generate(
     cards: Annotated[int, typer.Option(help="Number of cards.")] = 2000,
     merchants: Annotated[int, typer.Option(help="Number of merchants.")] = 300,
-    days: Annotated[int, typer.Option(help="Number of daily landing files.")] = DEFAULT_DAYS,
-    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD, UTC).")] = str(DEFAULT_START),
+    days: Annotated[int, typer.Option(help="Number of days in the world.")] = DEFAULT_DAYS,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First day (YYYY-MM-DD, UTC). Default: the world ends yesterday (UTC)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 42,
     fraud_rate: Annotated[float, typer.Option(help="Target share of fraud.")] = 0.01,
     bad_rows: Annotated[int, typer.Option(help="Bad rows of EACH kind per daily file.")] = 0,
     drift_from: Annotated[
-        int | None, typer.Option(help="Day index from which distributions shift.")
+        int | None, typer.Option(help="Day index (0-based) from which the world drifts.")
     ] = None,
+    drift_kind: Annotated[
+        DriftKind,
+        typer.Option(
+            help="What drifts: covariate (amounts and channel mix), concept (a new fraud "
+            "pattern: card testing) or both."
+        ),
+    ] = DriftKind.both,
+    hold_back: Annotated[
+        int,
+        typer.Option(
+            help="Keep the last N days in the world only; `fti simulate advance` releases them."
+        ),
+    ] = 0,
     data_dir: Annotated[
         Path | None, typer.Option(help="Data folder (default: FTI_DATA_DIR or ./data).")
     ] = None,
 ) -> None:
-    """Write deterministic synthetic landing files (cards, merchants, daily transactions and
-    late fraud labels) plus the oracle of true fraud probabilities."""
+    """Write a deterministic synthetic world (cards, merchants, daily transactions and late
+    fraud labels, plus the oracle of true fraud probabilities) into world/, and release its days
+    into the landing zone (all of them unless --hold-back)."""
     from fti_assets.lib.generator import GeneratorConfig
     from fti_assets.lib.generator import generate as run_generator
 
-    config = GeneratorConfig(
-        cards=cards,
-        merchants=merchants,
-        days=days,
-        start=date.fromisoformat(start),
-        seed=seed,
-        fraud_rate=fraud_rate,
-        bad_rows=bad_rows,
-        drift_from=drift_from,
-    )
-    target = data_dir or Settings.from_env().data_dir
-    t0 = time.perf_counter()
-    summary = run_generator(config, target, progress=days * cards > 200_000)
+    first = date.fromisoformat(start) if start else last_complete_day() - timedelta(days=days - 1)
+    try:
+        config = GeneratorConfig(
+            cards=cards,
+            merchants=merchants,
+            days=days,
+            start=first,
+            seed=seed,
+            fraud_rate=fraud_rate,
+            bad_rows=bad_rows,
+            drift_from=drift_from,
+            drift_kind=drift_kind.value,
+        )
+        target = data_dir or Settings.from_env().data_dir
+        t0 = time.perf_counter()
+        summary = run_generator(
+            config, target, progress=days * cards > 200_000, hold_back=hold_back
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     console.print(
         f"[green]generated[/green] {summary.transactions:,} transactions "
-        f"({summary.fraud:,} fraud, {summary.labels_written:,} labels landed) over "
-        f"{summary.start} … {summary.end} into {target} in {time.perf_counter() - t0:.1f}s"
+        f"({summary.fraud:,} fraud, {summary.labels_written:,} labels) over "
+        f"{summary.start} … {summary.end} into {target / 'world'} in "
+        f"{time.perf_counter() - t0:.1f}s; released {summary.released_days} of {days} days "
+        f"into {target / 'landing'}"
     )
+    if drift_from is not None:
+        console.print(f"drift ({drift_kind.value}) from day index {drift_from}")
     if bad_rows:
         console.print(
             f"injected bad rows: {sum(summary.bad_rows.values()):,} ({bad_rows}/kind/day)"
         )
+
+
+def _world_dirs(data_dir: Path | None) -> tuple[Path, Path]:
+    layout = Settings.for_data_dir(data_dir).layout if data_dir else Settings.from_env().layout
+    return layout.world_dir, layout.landing_dir
+
+
+@simulate_app.command("advance")
+def simulate_advance(
+    days: Annotated[int, typer.Option(help="How many days to release.", min=1)] = 1,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data folder (default: FTI_DATA_DIR or ./data).")
+    ] = None,
+) -> None:
+    """Release the world's next day(s) into the landing zone: each day's transactions and the
+    fraud labels reported that day (late labels of earlier days). Exit code 1 when the world is
+    exhausted."""
+    from fti_assets.lib.world import NoWorldError, WorldExhaustedError, advance, world_status
+
+    world_dir, landing_dir = _world_dirs(data_dir)
+    try:
+        released = advance(world_dir, landing_dir, days)
+    except NoWorldError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    except WorldExhaustedError as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(1) from exc
+    status = world_status(world_dir, landing_dir)
+    span = f"{released[0]}" + (f" … {released[-1]}" if len(released) > 1 else "")
+    console.print(
+        f"[green]released[/green] {span} into {landing_dir}; "
+        f"{len(status.released)} of {len(status.released) + len(status.remaining)} days landed"
+        + (f", next: {status.remaining[0]}" if status.remaining else ", the world is exhausted")
+    )
+    if len(released) < days:
+        console.print(f"[yellow]only {len(released)} of {days} days were left[/yellow]")
+
+
+@simulate_app.command("status")
+def simulate_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data folder (default: FTI_DATA_DIR or ./data).")
+    ] = None,
+) -> None:
+    """The world's days: how many are in the landing zone, which comes next."""
+    from fti_assets.lib.world import NoWorldError, world_status
+
+    world_dir, landing_dir = _world_dirs(data_dir)
+    try:
+        status = world_status(world_dir, landing_dir)
+    except NoWorldError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    payload = status.as_dict()
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    drift = status.drift
+    _print_table(
+        [
+            {
+                "world": f"{payload['start']} … {payload['end']}",
+                "days": payload["days"],
+                "released": payload["released"],
+                "remaining": payload["remaining"],
+                "last released": payload["last_released"] or "—",
+                "next": payload["next"] or "— (exhausted)",
+                "drift": f"{drift['kind']} from {drift['from']}" if drift else "—",
+            }
+        ],
+        title="Simulated world",
+    )
 
 
 @app.command()
@@ -110,8 +225,8 @@ def demo(
     days: Annotated[int, typer.Option(help="Number of days.")] = DEFAULT_DAYS,
     bad_rows: Annotated[int, typer.Option(help="Bad rows of each kind per day.")] = 1,
 ) -> None:
-    """Generate the default data set and materialize the whole asset graph for every partition,
-    in-process, on the DuckDB file; then print a summary and where to look."""
+    """Generate the default world (every day released) and materialize the whole asset graph for
+    every landed day, in-process, into the lake; then print a summary and where to look."""
     generate(cards=cards, days=days, bad_rows=bad_rows)
     from fti_assets.demo import run_demo
 
@@ -171,11 +286,16 @@ def features_get(
         str | None,
         typer.Option(help="Read the offline store as it was at this commit time (ISO, UTC)."),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="The values current at this event time (ISO, UTC), offline."),
+    ] = None,
 ) -> None:
     """Print one entity's newest row as JSON (exit code 1 when not found): from the online
-    store, or with --snapshot / --snapshot-time from the offline store as it was then."""
-    if snapshot is not None or snapshot_time is not None:
-        _offline_get(group, keys, snapshot, snapshot_time)
+    store; with --as-of, the values that were current at that time (offline store); with
+    --snapshot / --snapshot-time, from the offline store as it was at that commit."""
+    if snapshot is not None or snapshot_time is not None or as_of is not None:
+        _offline_get(group, keys, snapshot, snapshot_time, as_of)
         return
     from fti_assets.lib.online_store import NotFound, OnlineStoreError, open_online_store
 
@@ -209,12 +329,8 @@ def features_get(
     )
 
 
-def _offline_get(
-    group: str, keys: list[str], snapshot: int | None, snapshot_time: str | None
-) -> None:
+def _group_spec(group: str):
     from fti_assets.lib.feature_groups import FEATURE_GROUPS
-    from fti_assets.lib.feature_pipelines import read_group
-    from fti_assets.lib.offline_store import OfflineStoreMissingError
 
     spec = FEATURE_GROUPS.get(group)
     if spec is None:
@@ -222,12 +338,27 @@ def _offline_get(
             f"[red]unknown feature group {group!r}; expected one of {sorted(FEATURE_GROUPS)}[/red]"
         )
         raise typer.Exit(2)
+    return spec
+
+
+def _offline_get(
+    group: str,
+    keys: list[str],
+    snapshot: int | None,
+    snapshot_time: str | None,
+    as_of: str | None,
+) -> None:
+    from fti_assets.lib.feature_pipelines import read_group
+    from fti_assets.lib.offline_store import OfflineStoreMissingError
+
+    spec = _group_spec(group)
     wanted = dict(_parse_key(k) for k in keys)
     at = _parse_time(snapshot_time) if snapshot_time else None
     try:
         rows = read_group(
-            Settings.from_env().lake, spec, wanted, snapshot=snapshot, snapshot_time=at
-        )
+            Settings.from_env().lake, spec, wanted,
+            as_of=_parse_time(as_of) if as_of else None, snapshot=snapshot, snapshot_time=at,
+        )  # fmt: skip
     except (LookupError, OfflineStoreMissingError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -237,6 +368,7 @@ def _offline_get(
         "version": spec.version,
         "keys": wanted,
         "found": found,
+        "as_of": as_of,
         "snapshot": snapshot,
         "snapshot_time": snapshot_time,
     }
@@ -246,6 +378,29 @@ def _offline_get(
         payload["features"] = {k: v for k, v in row.items() if k not in spec.entity_keys}
     typer.echo(json.dumps(payload, indent=2, default=str))
     if not found:
+        raise typer.Exit(1)
+
+
+@features_app.command("history")
+def features_history(
+    group: Annotated[str, typer.Argument(help="Feature group name.")],
+    keys: Annotated[list[str], typer.Argument(help="Entity key(s) as KEY=VALUE.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every row the offline store holds for one entity, oldest first (exit 1 when none)."""
+    from fti_assets.lib.feature_pipelines import entity_history, key_frame
+    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
+
+    spec = _group_spec(group)
+    try:
+        wanted = key_frame(spec, dict(_parse_key(k) for k in keys))
+        with connection(Settings.from_env().lake, read_only=True) as con:
+            rows = entity_history(con, spec, wanted)
+    except (LookupError, OfflineStoreMissingError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    _emit(rows.to_dicts(), as_json, f"{group}: {rows.height} rows")
+    if rows.is_empty():
         raise typer.Exit(1)
 
 
@@ -299,28 +454,170 @@ def sql(
 
 @datasets_app.command("list")
 def datasets_list(
-    name: Annotated[str, typer.Option(help="Dataset name.")] = "fraud_training_dataset",
+    name: Annotated[
+        str | None, typer.Option(help="Dataset name (default: every model's dataset).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Every version of a training dataset with its rows, split and content hash."""
+    """Every version of the training datasets with rows, split, feature view and content hash."""
     from fti_assets.lib.datasets import list_datasets
+    from fti_assets.specs.models import MODELS
 
+    names = [name] if name else [spec.dataset_name for spec in MODELS.values()]
     rows = []
-    for version in list_datasets(Settings.from_env().layout.datasets_dir, name):
-        m = version.manifest
+    for dataset in names:
+        for version in list_datasets(Settings.from_env().layout.datasets_dir, dataset):
+            m = version.manifest
+            view = m.get("feature_view") or {}
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "version": version.version,
+                    "created_at": m.get("created_at"),
+                    "rows": m["rows"]["total"],
+                    "positives": m["positives"]["total"],
+                    "cutoff": m["label"]["cutoff"],
+                    "feature_view": f"{view.get('name')}@v{view.get('version')}",
+                    "lake_snapshot": m.get("lake_snapshot"),
+                    "frame_sha256": m["content_hash"]["frame_sha256"][:12],
+                    "path": str(version.path),
+                }
+            )
+    _emit(rows, as_json, "Training datasets")
+
+
+views_app = typer.Typer(help="Feature views: the versioned feature selections models use.")
+app.add_typer(views_app, name="feature-views")
+
+
+@views_app.command("list")
+def feature_views_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every feature view version: declared in the code, locked, and used by registered models."""
+    from fti_assets.lib.feature_views import check_lock
+    from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
+
+    unlocked = {v.key for v in check_lock(FEATURE_VIEWS.values(), LOCK_PATH)}
+    used = {f"{r['name']}@v{r['version']}": r for r in _registry().feature_views()}
+    rows = []
+    for key in sorted(set(FEATURE_VIEWS) | set(used)):
+        view = FEATURE_VIEWS.get(key)
         rows.append(
             {
-                "version": version.version,
-                "created_at": m.get("created_at"),
-                "rows": m["rows"]["total"],
-                "fraud": m["positives"]["total"],
-                "cutoff": m["label"]["cutoff"],
-                "groups": ", ".join(f"{g}@v{d['version']}" for g, d in m["feature_groups"].items()),
-                "frame_sha256": m["content_hash"]["frame_sha256"][:12],
-                "path": str(version.path),
+                "view": key,
+                "declared": view is not None,
+                "locked": view is not None and key not in unlocked,
+                "groups": ", ".join(f"{s.group}@v{s.version}" for s in view.selections)
+                if view
+                else "(registry copy)",
+                "on_demand": (view.on_demand.name if view and view.on_demand else "—"),
+                "fingerprint": (view.fingerprint() if view else used[key]["fingerprint"])[:12],
+                "models": (used.get(key) or {}).get("models") or "—",
             }
         )
-    _emit(rows, as_json, f"Datasets: {name}")
+    _emit(rows, as_json, "Feature views")
+
+
+@views_app.command("show")
+def feature_views_show(
+    name: str, version: Annotated[int | None, typer.Argument(help="Default: newest.")] = None
+) -> None:
+    """A view version's full definition (JSON): groups, columns, TTLs, on-demand features,
+    request features, transforms; from the code, else from the registry's copy."""
+    from fti_assets.lib.registry import ModelNotFoundError
+    from fti_assets.specs.feature_views import FEATURE_VIEWS
+
+    versions = sorted(v.version for v in FEATURE_VIEWS.values() if v.name == name)
+    version = version or (versions[-1] if versions else None)
+    if version is None:
+        console.print(f"[red]no feature view named {name!r} in the code; give a version[/red]")
+        raise typer.Exit(2)
+    view = FEATURE_VIEWS.get(f"{name}@v{version}")
+    if view is not None:
+        payload = {**view.to_dict(), "fingerprint": view.fingerprint(), "source": "code"}
+    else:
+        try:
+            payload = {**_registry().feature_view(name, version), "source": "registry"}
+        except ModelNotFoundError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+@views_app.command("lock")
+def feature_views_lock() -> None:
+    """Record the fingerprints of new view versions in the lock file (a changed selection under
+    a locked version is refused: declare a new version instead)."""
+    from fti_assets.lib.feature_views import write_lock
+    from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
+
+    added = write_lock(list(FEATURE_VIEWS.values()), LOCK_PATH)
+    console.print(f"locked {', '.join(added)}" if added else "nothing new to lock")
+
+
+scenario_app = typer.Typer(help="End-to-end scenarios of the loop on a synthetic world.")
+app.add_typer(scenario_app, name="scenario")
+
+
+@scenario_app.command("drift")
+def scenario_drift(
+    seed: Annotated[int, typer.Option(help="World seed.")] = 7,
+    cards: Annotated[int, typer.Option(help="Cards in the world.")] = 1500,
+    days: Annotated[int, typer.Option(help="Days in the world.")] = 70,
+    drift_from: Annotated[int, typer.Option(help="Day index (0-based) drift starts.")] = 42,
+    drift_kind: Annotated[
+        str, typer.Option(help="covariate (amounts, channel mix) | concept (new fraud pattern).")
+    ] = "covariate",
+    initial_days: Annotated[
+        int, typer.Option(help="Days landed before the loop starts (enough to train on).")
+    ] = 30,
+    data_dir: Annotated[
+        Path, typer.Option(help="Scenario data folder (its world, lake, models, reports).")
+    ] = Path("data/scenario"),
+    out: Annotated[Path, typer.Option(help="Where scenario.json and the PNG go.")] = Path(
+        "data/scenario/out"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
+) -> None:
+    """A world whose data drift from --drift-from, driven day by day through the platform's own
+    sensors and automation (in-process, against a persistent instance): the timeline of
+    monitoring, retraining and promotion, as a table (or --json) and a PNG."""
+    import dataclasses
+
+    from fti_assets.scenario import (
+        ScenarioConfig,
+        run_drift_scenario,
+        scenario_environment,
+        write_outputs,
+    )
+
+    if drift_kind not in ("covariate", "concept"):
+        raise typer.BadParameter(f"--drift-kind {drift_kind!r}: expected covariate or concept")
+    config = ScenarioConfig(
+        seed=seed, cards=cards, days=days, drift_from=drift_from, drift_kind=drift_kind,
+        initial_days=initial_days,
+    )  # fmt: skip
+    data_dir = data_dir.resolve()
+    progress = (
+        None
+        if as_json
+        else lambda row: console.print(
+            f"{row.day} (day {row.day_index}): drift {row.drift_share} est {row.estimated_pr_auc} "
+            f"champion v{row.champion_version}" + (" RETRAIN" if row.retrain_run_id else "")
+        )
+    )
+    with scenario_environment(data_dir):
+        rows = run_drift_scenario(config, data_dir, on_day=progress)
+    paths = write_outputs(rows, config, out.resolve())
+    records = [dataclasses.asdict(r) for r in rows]
+    if as_json:
+        typer.echo(json.dumps(records, indent=2, default=str))
+        return
+    for record in records:
+        record["drifted_columns"] = len(record["drifted_columns"])
+    _print_table(records, "Drift scenario")
+    console.print(f"timeline: {paths['png']}  json: {paths['json']}")
 
 
 reports_app = typer.Typer(help="Monitoring and evaluation reports (HTML, PNG).")
@@ -552,9 +849,16 @@ def models_reproduce(name: str, version: int) -> None:
     """Rebuild the version's dataset, retrain with its params, compare the hashes
     (exit code 1 if the model sha256 differs)."""
     from fti_assets.lib.reproduce import reproduce
+    from fti_assets.specs.feature_views import view_of_model
+    from fti_assets.specs.models import model_spec
 
     settings = Settings.from_env()
-    report = reproduce(_registry(), settings.lake, settings.layout.datasets_dir, name, version)
+    spec, registry = model_spec(name), _registry()
+    report = reproduce(
+        registry, settings.lake, settings.layout.datasets_dir, name=name, version=version,
+        dataset_name=spec.dataset_name, view=view_of_model(registry, registry.get(name, version)),
+        label=spec.label,
+    )  # fmt: skip
     console.print(
         f"dataset {report.dataset_version}: content hash "
         + ("[green]matches[/green]" if report.dataset_matches else "[red]differs[/red]")

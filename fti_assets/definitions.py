@@ -3,10 +3,12 @@ and the shared resources."""
 
 import dagster as dg
 
+from fti_assets.defs.automation import automation_sensor
 from fti_assets.defs.features import assets as feature_assets
 from fti_assets.defs.features import checks as feature_checks
 from fti_assets.defs.inference import assets as inference_assets
 from fti_assets.defs.ingest import assets as ingest_assets
+from fti_assets.defs.ingest import sensors as ingest_sensors
 from fti_assets.defs.maintenance import assets as maintenance_assets
 from fti_assets.defs.models import model_definitions
 from fti_assets.defs.streaming import assets as streaming_assets
@@ -30,7 +32,11 @@ def _stages() -> dg.Definitions:
         ],
         asset_checks=[*feature_checks.feature_contract_checks, *feature_checks.online_checks],
         schedules=[maintenance_assets.lake_maintenance_schedule],
-        sensors=[streaming_sensors.streaming_pipeline_sensor],
+        sensors=[
+            ingest_sensors.landing_sensor,
+            automation_sensor,
+            streaming_sensors.streaming_pipeline_sensor,
+        ],
         resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
         # Runs launched from the UI or a schedule execute each step in its own process. Forking
         # those from a server that imported these definitions once per run (forkserver), instead

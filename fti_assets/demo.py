@@ -14,8 +14,10 @@ from dagster._core.storage.tags import (
 from rich.console import Console
 from rich.table import Table
 
-from fti_assets.lib.settings import partition_dates
+from fti_assets.lib.settings import Settings
 from fti_assets.lib.store_urls import display_url
+from fti_assets.lib.world import landed_days
+from fti_assets.partitions import daily_partitions
 
 
 def materialize_graph(
@@ -32,10 +34,12 @@ def materialize_graph(
     """Materialize the selected assets (default: all, with their checks) in ONE run.
 
     Partitioned assets receive the whole window [start, end] (inclusive days; default: every
-    partition) and process it in one go, like a single-run backfill.
+    day in the landing zone that is a partition) and process it in one go, like a single-run
+    backfill.
     """
-    first, last = partition_dates()
-    start, end = start or first, end or last
+    if start is None or end is None:
+        first, last = landed_window(Settings.from_env())
+        start, end = start or first, end or last
     assets = [*defs.assets, *(defs.asset_checks or [])]
     if selection is None:
         selection = dg.AssetSelection.all() - dg.AssetSelection.assets(
@@ -64,6 +68,21 @@ def _other_calendar(defs: dg.Definitions) -> list[dg.AssetKey]:
     return [
         key for key in graph.get_all_asset_keys() if graph.get(key).partitions_def == log_partitions
     ]
+
+
+def landed_window(settings: Settings) -> tuple[date, date]:
+    """The first and last day in the landing zone that are daily partitions: the window one run
+    can ingest (days held back in the world, or not yet partitions, are left out)."""
+    landing = settings.layout.landing_dir
+    days = [d for d in landed_days(landing) if daily_partitions.has_partition_key(d.isoformat())]
+    if not days:
+        raise ValueError(
+            f"no day in {landing} is a daily partition "
+            f"({daily_partitions.get_first_partition_key()} … "
+            f"{daily_partitions.get_last_partition_key()}); run `fti generate` or "
+            "`fti simulate advance` first"
+        )
+    return days[0], days[-1]
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> list[dict]:
@@ -96,11 +115,10 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 def run_demo(console: Console) -> dg.ExecuteInProcessResult:
     from fti_assets.definitions import defs
-    from fti_assets.lib.settings import Settings
 
     settings = Settings.from_env()
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    start, end = partition_dates()
+    start, end = landed_window(settings)
     log_path = settings.data_dir / "logs" / "demo-run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console.print(
@@ -111,6 +129,8 @@ def run_demo(console: Console) -> dg.ExecuteInProcessResult:
     with open(log_path, "w") as log, contextlib.redirect_stdout(log):
         result = materialize_graph(
             defs,
+            start=start,
+            end=end,
             instance=instance,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

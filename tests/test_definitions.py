@@ -47,10 +47,27 @@ def test_asset_graph_snapshot() -> None:
         "fraud_model_champion": "training",
         "fraud_predictions": "inference",
         "lake_maintenance": "maintenance",
+        "inference_log": "inference",
+        # The second model, on the same feature groups (batch only: no train/serve skew).
+        "card_risk_training_dataset": "training",
+        "card_risk_score": "training",
+        "card_risk_score_evaluation": "training",
+        "card_risk_score_champion": "training",
+        "card_risk_predictions": "inference",
+        **{
+            f"{model}_{report}": "monitoring"
+            for model in ("fraud_model", "card_risk_score")
+            for report in (
+                "feature_drift_report",
+                "prediction_drift_report",
+                "estimated_performance",
+                "performance_report",
+            )
+        },
+        "fraud_model_training_serving_skew": "monitoring",
         "transaction_event_log": "streaming",
         "streaming_card_features": "streaming",
         "prediction_service": "streaming",
-        **{k: v for k, v in groups.items() if k.startswith(("inference_log", "feature_drift"))},
     }
 
 
@@ -151,3 +168,80 @@ def test_model_config_defaults_are_the_spec_defaults() -> None:
         f.name for f in dataclasses.fields(TrainParams)
     }
     assert train_params(TrainConfig(early_stopping_rounds=0)).early_stopping_rounds is None
+
+
+def test_both_models_are_fed_by_the_same_feature_groups() -> None:
+    graph = _graph()
+
+    def upstream(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    shared = {"card_transaction_features", "card_daily_features", "card_profile_features"}
+    assert shared <= upstream("fraud_training_dataset") & upstream("card_risk_training_dataset")
+    assert "merchant_daily_features" not in upstream("card_risk_training_dataset")
+
+
+def test_every_declared_feature_view_is_locked() -> None:
+    from fti_assets.lib.feature_views import check_lock
+    from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
+
+    assert check_lock(FEATURE_VIEWS.values(), LOCK_PATH) == [], "run `fti feature-views lock`"
+
+
+def test_daily_tag_marks_the_daily_partitioned_assets_automation_sees() -> None:
+    """The conditions of defs/automation.py tell a day's upstream from reference data by this
+    tag: every daily asset using one of them, or upstream of one, carries it (no other asset)."""
+    from fti_assets.defs.automation import daily_condition, latest_condition, reference_condition
+    from fti_assets.partitions import DAILY_TAGS, daily_partitions, log_partitions
+
+    graph = _graph()
+    ours = {c().get_label() for c in (daily_condition, latest_condition, reference_condition)}
+    automated = {
+        key
+        for key in graph.get_all_asset_keys()
+        if (condition := graph.get(key).automation_condition) and condition.get_label() in ours
+    }
+    assert automated, "no asset uses the conditions of defs/automation.py"
+    seen = automated | {p for k in automated for p in graph.get(k).parent_keys}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        tagged = DAILY_TAGS.items() <= node.tags.items()
+        daily = node.partitions_def in (daily_partitions, log_partitions)
+        assert not tagged or daily, f"{key.to_user_string()} is tagged daily but is not"
+        assert tagged or not daily or key not in seen, f"{key.to_user_string()}: no daily tag"
+
+
+def test_sensors_are_described_and_on_by_default() -> None:
+    sensors = {s.name: s for s in defs.sensors}
+    assert {"landing_sensor", "fti_automation"} <= set(sensors)
+    for sensor in sensors.values():
+        assert sensor.description, f"sensor {sensor.name} has no description"
+    for name in ("landing_sensor", "fti_automation"):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_feature_side_downstream_of_ingest_moves_by_automation() -> None:
+    graph = _graph()
+    feature_side = dg.AssetSelection.groups("transform", "features", "online").resolve(graph)
+    for key in feature_side:
+        condition = graph.get(key).automation_condition
+        assert condition is not None, f"{key.to_user_string()} has no automation condition"
+        assert condition.get_label(), f"{key.to_user_string()}: the condition has no label"
+    for key in dg.AssetSelection.groups("ingest").resolve(graph):
+        assert graph.get(key).automation_condition is None  # the landing sensor ingests
+
+
+def test_blocking_dbt_tests_depend_on_one_model() -> None:
+    """dbt runs a test on two models only when both are built in the same run (indirect
+    selection: cautious); as a blocking check it would stay skipped when automation rebuilds one
+    of them alone, and hold everything downstream."""
+    import json
+
+    from fti_assets.defs.transform.assets import dbt_project
+
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test" or node["config"]["severity"].lower() != "error":
+            continue
+        models = [n for n in node["depends_on"]["nodes"] if n.startswith("model.")]
+        assert len(models) <= 1, f"{node['name']} is blocking and depends on {models}"

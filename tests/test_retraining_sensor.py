@@ -93,7 +93,7 @@ def test_the_first_version_is_trained_once_enough_days_landed(world) -> None:
     assert isinstance(first, dg.SkipReason) and "no champion yet" in first.skip_message
     landed(40)
     result = evaluate(None)
-    assert [r.run_key for r in _requests(result)] == ["fraud_model:first_version"]
+    assert [r.run_key for r in _requests(result)] == ["fraud_model:first_version:1"]
     again = evaluate(result.cursor)
     assert _requests(again) == [] and "requested already" in again.skip_message
 

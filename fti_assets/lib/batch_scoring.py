@@ -1,19 +1,26 @@
-"""Batch inference: score a window of transactions with a registered model."""
+"""Batch inference: score one day's examples with a registered model, through the feature view
+that model was trained on."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import duckdb
 import numpy as np
 import polars as pl
 
 from fti_assets.lib.datasets import join_features
-from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
-from fti_assets.lib.offline_store import Replacement, read_frame, replace_partitions
+from fti_assets.lib.feature_views import ResolvedView
+from fti_assets.lib.offline_store import Replacement, replace_partitions
 from fti_assets.lib.predictor import Predictor
 from fti_assets.lib.registry import ModelVersion
+
+EXAMPLE_ID = "example_id"
+PREDICTION_TIME = "prediction_time"
+SCORE_DAY = "score_day"
+PROBABILITY = "probability"
 
 
 @dataclass(frozen=True)
@@ -25,52 +32,42 @@ class ScoringStats:
     lake_snapshot: int  # the offline-store snapshot of the commit that wrote the predictions
 
 
-def groups_for(model: ModelVersion) -> list[FeatureGroupSpec]:
-    """The feature group specs a model was trained on, at the versions it recorded."""
-    specs = []
-    for name, version in model.feature_group_versions.items():
-        spec = FEATURE_GROUPS.get(name)
-        if spec is None or spec.version != version:
-            have = None if spec is None else spec.version
-            raise ValueError(
-                f"model {model.name} v{model.version} was trained on {name} v{version}, but the "
-                f"code defines {name} v{have}; retrain the model or keep that group version"
-            )
-        specs.append(spec)
-    return specs
-
-
-def score_window(
+def score_day(
     con: duckdb.DuckDBPyConnection,
     model: ModelVersion,
     predictor: Predictor,
-    start: datetime,
-    end: datetime,
+    view: ResolvedView,
+    rows: pl.DataFrame,
     *,
+    day: date,
+    time_column: str,
+    id_columns: Sequence[str],
+    example_ids: pl.Series,
     table: str,
 ) -> tuple[pl.DataFrame, ScoringStats]:
-    """Score every accepted transaction with start <= transaction_time < end and replace that
-    window of the predictions ``table`` in one commit. Each row names the model version and
-    holds the feature vector the model scored (monitoring compares it with the training data).
+    """Score ``rows`` (one day's examples: ids, ``time_column``, request fields) and replace
+    that day of the predictions ``table`` in one commit.
+
+    Each row holds its ``example_id``, ids, ``prediction_time``, the feature vector the model
+    scored (monitoring compares it with the training data), the probability, and the model
+    name, version and sha256.
     """
-    transactions = read_frame(
-        con,
-        "select transaction_id, card_id, merchant_id, amount, category, channel, "
-        "transaction_time, lat, lon from raw_transactions "
-        "where transaction_time >= ? and transaction_time < ? order by transaction_time, "
-        "transaction_id",
-        [start, end],
-    )
     scored_at = datetime.now(UTC)
-    if transactions.is_empty():
-        features, probabilities = transactions, np.empty(0)  # a day without rows replaces none
+    if rows.is_empty():
+        features, probabilities = rows, np.empty(0)  # a day without rows replaces none
     else:
-        features = join_features(con, transactions, groups_for(model))
+        features = join_features(con, rows, view, time_column)
         probabilities = predictor.predict(features)
-    ids = ["transaction_id", "card_id", "merchant_id", "transaction_time"]
+    ids = list(id_columns)
     inputs = [c for c in predictor.transform.order if c in features.columns and c not in ids]
-    predictions = features.select(*ids, *inputs).with_columns(
-        pl.Series("probability", probabilities, dtype=pl.Float64),
+    predictions = features.select(
+        example_ids.alias(EXAMPLE_ID) if rows.height else pl.lit(None, pl.String).alias(EXAMPLE_ID),
+        *ids,
+        pl.col(time_column).alias(PREDICTION_TIME),
+        *[c for c in inputs if c != time_column],
+    ).with_columns(
+        pl.lit(day, dtype=pl.Date).alias(SCORE_DAY),
+        pl.Series(PROBABILITY, probabilities, dtype=pl.Float64),
         pl.lit(model.name).alias("model_name"),
         pl.lit(model.version, dtype=pl.Int64).alias("model_version"),
         pl.lit(model.sha256).alias("model_sha256"),
@@ -82,12 +79,12 @@ def score_window(
             Replacement(
                 table,
                 predictions,
-                "transaction_time >= ? and transaction_time < ?",
-                [start, end],
+                f"{SCORE_DAY} = ?",
+                [day],
                 create_if_missing=not predictions.is_empty(),
             )
         ],
-        message=f"score {table} [{start.isoformat()}, {end.isoformat()})",
+        message=f"score {table} {day}",
     )
     qs = (0.5, 0.9, 0.99, 0.999)
     stats = ScoringStats(

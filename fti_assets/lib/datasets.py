@@ -1,22 +1,23 @@
-"""Point-in-time-correct, immutable, versioned training datasets.
+"""Point-in-time-correct, immutable, versioned training datasets, built from a feature view.
 
-Building (:func:`build_training_frame`):
+Building (:func:`build_training_frame`), for a :class:`LabelSpec` (how examples and their labels
+come from raw data: declared per model in fti_assets/specs) and a resolved feature view:
 
-* **Labels.** Every accepted transaction with ``start <= transaction_time < end``, where ``start``
-  is midnight UTC of the first transaction day plus ``warmup_days`` (trailing windows are not
-  filled before) and ``end`` is ``cutoff - label_maturity_days`` (newer transactions may still
-  get a label). ``is_fraud`` is the value of the transaction's LATEST label in
-  ``raw_fraud_labels`` reported at or before ``cutoff`` (a later "not fraud" overrides an earlier
-  "fraud" and vice versa; a fraud and a non-fraud label at the same instant count as fraud); no
-  label by then means 0. The label's report time is kept as ``label__reported_at``: label
-  metadata, never a feature.
-* **Features.** The prediction time is the transaction time. Each feature group's table is read
-  (only its key, event time and feature columns, only rows older than the newest label), its
-  features renamed ``{group}__{feature}`` plus ``{group}__event_time`` (which feature row was
-  used), and attached with :func:`~fti_assets.lib.pit.pit_join`: the latest row strictly earlier
-  than the transaction. Then the on-demand features (:func:`compute_on_demand`).
-* **Split.** By transaction time: the oldest rows train, then valid, then test. Boundaries are
+* **Examples.** The label spec's rows whose prediction time is in ``[start, end)``: ``start`` is
+  midnight UTC of the first day with data plus ``warmup_days`` (trailing windows are not filled
+  before), ``end`` is ``cutoff - label_maturity_days - horizon`` (newer examples may still get a
+  label). Each carries its label as known at ``cutoff`` and label metadata (never features).
+* **Features.** For each group the view selects, the group's table is read (its key, event time
+  and the selected columns, only rows older than the newest prediction time), the features
+  renamed ``{group}__{feature}`` plus ``{group}__event_time`` (which feature row was used), and
+  attached with :func:`~fti_assets.lib.pit.pit_join`: the latest row strictly earlier than the
+  prediction time (within the view's TTL). Then the view's on-demand features, computed by the
+  same function the service calls.
+* **Split.** By prediction time: the oldest rows train, then valid, then test. Boundaries are
   instants (rows at the same instant share a split) recorded in the manifest.
+
+Every table is read through ONE connection, which the caller pins to one lake snapshot; the
+snapshot is recorded in the manifest, so the dataset can be rebuilt exactly later.
 
 Storing (:func:`write_dataset`): ``datasets_dir/<name>/v0001/{data.parquet, manifest.json}``.
 A version is written into a hidden temporary folder and renamed into place in one step, so a
@@ -41,7 +42,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -51,71 +52,80 @@ import duckdb
 import polars as pl
 
 from fti_assets.lib.feature_groups import FeatureGroupSpec
+from fti_assets.lib.feature_views import ResolvedView, col
 from fti_assets.lib.offline_store import current_snapshot, quote_ident, read_frame, table_exists
-from fti_assets.lib.on_demand import ON_DEMAND_FEATURES, col, compute_on_demand
 from fti_assets.lib.pit import pit_join
 from fti_assets.lib.reference_stats import reference_statistics
 from fti_assets.lib.registry import git_code_version
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_NAME = "fraud_training_dataset"
-TRANSACTIONS_TABLE = "raw_transactions"
-LABELS_TABLE = "raw_fraud_labels"
-LABEL = "is_fraud"
-LABEL_TIME = "transaction_time"
-LABEL_REPORTED_AT = "label__reported_at"
 SPLIT = "split"
 SPLITS = ("train", "valid", "test")
-ID_COLUMNS = ("transaction_id", "card_id", "merchant_id", LABEL_TIME)
-REQUEST_FIELDS = ("amount", "category", "channel", "lat", "lon")
-# Request fields a model may use as features; raw coordinates are left to the distances.
-REQUEST_FEATURES = {"amount": "numeric", "category": "categorical", "channel": "categorical"}
-DEFAULT_FEATURE_GROUPS = (
-    "card_transaction_features",
-    "card_daily_features",
-    "merchant_daily_features",
-    "card_profile_features",
-    "merchant_profile_features",
-)
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 FRAME_HASH_METHOD = (
     "sha256 over 'name:dtype' of every column (newline-separated) followed by the little-endian "
     "uint64 bytes of polars DataFrame.hash_rows(seed=0) of every row in dataset order"
-)
-LABEL_RULE = (
-    "is_fraud = value of the latest label per transaction reported at or before the cutoff "
-    "(ties: fraud wins); 0 when no label was reported by then"
 )
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _READ_ONLY = 0o444
 _MAX_VERSION_ATTEMPTS = 1000
 _UTC_US = pl.Datetime("us", "UTC")
-_FEATURE_DTYPES = {
-    "int64": "numeric",
-    "float64": "numeric",
-    "bool": "numeric",
-    "string": "categorical",
-}
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """How a model's examples and labels come from raw data (declared per model in specs).
+
+    ``build(con, start, end, cutoff)`` returns one row per example with prediction time in
+    ``[start, end)``, ordered by (time_column, id_columns): the ``id_columns`` (which must include
+    every entity key of the view's groups), ``time_column`` (UTC), the ``request_columns`` (what
+    a scoring request carries), ``column`` (0/1, the label as known at ``cutoff``) and the
+    ``metadata_columns`` (never features). ``first_day(con)`` is the first day with data and
+    ``default_cutoff(con)`` the newest instant whose labels have all landed.
+    """
+
+    column: str
+    time_column: str
+    id_columns: tuple[str, ...]
+    request_columns: tuple[str, ...]
+    metadata_columns: tuple[str, ...]
+    horizon: timedelta  # the label looks this far past the prediction time
+    rule: str  # in words, for the manifest
+    sources: tuple[str, ...]  # offline-store tables the labels are read from
+    build: Callable[[duckdb.DuckDBPyConnection, datetime, datetime, datetime], pl.DataFrame]
+    first_day: Callable[[duckdb.DuckDBPyConnection], date]
+    default_cutoff: Callable[[duckdb.DuckDBPyConnection], datetime]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "time_column": self.time_column,
+            "id_columns": list(self.id_columns),
+            "request_columns": list(self.request_columns),
+            "metadata_columns": list(self.metadata_columns),
+            "horizon_days": self.horizon / timedelta(days=1),
+            "rule": self.rule,
+            "sources": list(self.sources),
+        }
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    name: str = DEFAULT_NAME
-    # Labels as known at this instant (UTC-aware). None: the end of the last day for which both
-    # transactions and labels have landed.
+    name: str
+    # Labels as known at this instant (UTC-aware). None: the label spec's default cutoff (the
+    # end of the last day for which its sources have all landed).
     cutoff: datetime | None = None
-    # Transactions newer than cutoff - maturity are left out: their labels may not have arrived.
+    # Examples newer than cutoff - maturity - horizon are left out: their labels may not have
+    # arrived.
     label_maturity_days: int = 21
     # The first days are left out: trailing windows are not filled yet.
     warmup_days: int = 7
     valid_fraction: float = 0.15
     test_fraction: float = 0.15
-    feature_groups: tuple[str, ...] = DEFAULT_FEATURE_GROUPS
-    ttl: dict[str, timedelta] | None = None  # optional per-group time-to-live
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -133,15 +143,6 @@ class DatasetConfig:
                 f"valid_fraction={self.valid_fraction}, test_fraction={self.test_fraction}: "
                 "expected both >= 0 and their sum < 1 (train needs some rows)"
             )
-        if not self.feature_groups or len(set(self.feature_groups)) != len(self.feature_groups):
-            raise ValueError(
-                f"feature_groups must name at least one group, each once; got {self.feature_groups}"
-            )
-        unknown = sorted(set(self.ttl or {}) - set(self.feature_groups))
-        if unknown:
-            raise ValueError(
-                f"ttl names group(s) {unknown} that are not in feature_groups {self.feature_groups}"
-            )
 
 
 @dataclass(frozen=True)
@@ -150,14 +151,15 @@ class BuildInfo:
 
     name: str
     cutoff: datetime
-    start: datetime  # first transaction time included (inclusive)
-    end: datetime  # exclusive: cutoff - label maturity
+    start: datetime  # first prediction time included (inclusive)
+    end: datetime  # exclusive: cutoff - label maturity - horizon
     label_maturity_days: int
     warmup_days: int
     boundaries: dict[str, datetime]  # train_start, valid_start, test_start, end
     rows: dict[str, int]  # total and per split
     positives: dict[str, int]  # total and per split
     feature_groups: dict[str, dict[str, Any]]  # name -> version, table, entity keys, ...
+    feature_view: dict[str, Any]  # name, version, fingerprint, definition
     label_source: dict[str, Any] = field(default_factory=dict)
     build_config: dict[str, Any] = field(default_factory=dict)  # DatasetConfig, to rebuild it
     # The offline-store snapshot every table was read at (the build reads one pinned snapshot):
@@ -168,6 +170,7 @@ class BuildInfo:
         return {
             "name": self.name,
             "build_config": self.build_config,
+            "feature_view": self.feature_view,
             "label": {
                 **self.label_source,
                 "cutoff": _iso(self.cutoff),
@@ -177,7 +180,7 @@ class BuildInfo:
             "time_range": {"start": _iso(self.start), "end": _iso(self.end)},
             "split": {
                 "column": SPLIT,
-                "by": LABEL_TIME,
+                "by": self.label_source.get("time_column"),
                 "rule": "train = [train_start, valid_start), valid = [valid_start, test_start), "
                 "test = [test_start, end)",
                 "boundaries": {k: _iso(v) for k, v in self.boundaries.items()},
@@ -218,40 +221,45 @@ class DatasetVersion:
 
 
 def build_training_frame(
-    con: duckdb.DuckDBPyConnection, groups: Sequence[FeatureGroupSpec], config: DatasetConfig
+    con: duckdb.DuckDBPyConnection,
+    view: ResolvedView,
+    label: LabelSpec,
+    config: DatasetConfig,
 ) -> tuple[pl.DataFrame, BuildInfo]:
-    """Labels as known at the cutoff, PIT-joined features, on-demand features and the split.
+    """Examples with their labels as known at the cutoff, the view's features joined point in
+    time, its on-demand features, and the split.
 
-    ``groups`` are the available specs; ``config.feature_groups`` picks (and orders) the ones
-    joined. Rows come out ordered by (transaction_time, transaction_id). ``con`` should be pinned
-    to one lake snapshot (``connect(lake, snapshot=n)``) so that every table is read as of the
-    same commit; the snapshot it saw is recorded in the BuildInfo.
+    ``con`` should be pinned to one lake snapshot (``connect(lake, snapshot=n)``) so that every
+    table is read as of the same commit; the snapshot it saw is recorded in the BuildInfo.
     """
     snapshot = current_snapshot(con)
-    specs = _select_groups(groups, config.feature_groups)
-    for spec in specs:
+    for spec in view.groups:
         if not table_exists(con, spec.table):
             raise ValueError(
                 f"feature group {spec.name!r} v{spec.version}: table {spec.table!r} is not in the "
                 "offline store; materialize the group first"
             )
-    cutoff = _utc(config.cutoff) if config.cutoff is not None else default_cutoff(con)
-    start = _midnight(_first_transaction_day(con)) + timedelta(days=config.warmup_days)
-    end = cutoff - timedelta(days=config.label_maturity_days)
+    cutoff = _utc(config.cutoff) if config.cutoff is not None else label.default_cutoff(con)
+    start = _midnight(label.first_day(con)) + timedelta(days=config.warmup_days)
+    end = cutoff - timedelta(days=config.label_maturity_days) - label.horizon
     if end <= start:
         raise ValueError(
             f"no label window: start {start} (first day + {config.warmup_days} warm-up days) is "
-            f"not before end {end} (cutoff {cutoff} - {config.label_maturity_days} maturity days)"
+            f"not before end {end} (cutoff {cutoff} - {config.label_maturity_days} maturity "
+            f"days - a {label.horizon} horizon)"
         )
-    frame = _labels(con, start, end, cutoff)
+    frame = label.build(con, start, end, cutoff)
     if frame.is_empty():
-        raise ValueError(f"no transactions with {start} <= transaction_time < {end}")
-    label_columns = frame.select(LABEL, LABEL_REPORTED_AT)
-    ttl = config.ttl or {}
-    frame = join_features(con, frame.drop(LABEL, LABEL_REPORTED_AT), specs, ttl)
+        raise ValueError(f"no examples with {start} <= {label.time_column} < {end}")
+    _check_label_frame(frame, label)
+    label_columns = frame.select(label.column, *label.metadata_columns)
+    frame = join_features(
+        con, frame.drop(label.column, *label.metadata_columns), view, label.time_column
+    )
     frame = frame.hstack(label_columns.get_columns())
-    boundaries = _split_boundaries(frame.get_column(LABEL_TIME), start, end, config)
-    frame = frame.with_columns(_split_expr(boundaries))
+    boundaries = _split_boundaries(frame.get_column(label.time_column), start, end, config)
+    frame = frame.with_columns(_split_expr(label.time_column, boundaries))
+    ttl = view.view.ttls()
     info = BuildInfo(
         name=config.name,
         cutoff=cutoff,
@@ -260,9 +268,17 @@ def build_training_frame(
         label_maturity_days=config.label_maturity_days,
         warmup_days=config.warmup_days,
         boundaries=boundaries,
-        rows=_counts(frame, positives=False),
-        positives=_counts(frame, positives=True),
-        feature_groups={spec.name: _group_info(spec, ttl.get(spec.name)) for spec in specs},
+        rows=_counts(frame, label.column, positives=False),
+        positives=_counts(frame, label.column, positives=True),
+        feature_groups={
+            spec.name: _group_info(spec, view, ttl.get(spec.name)) for spec in view.groups
+        },
+        feature_view={
+            "name": view.view.name,
+            "version": view.view.version,
+            "fingerprint": view.view.fingerprint(),
+            "definition": view.view.to_dict(),
+        },
         lake_snapshot=snapshot,
         build_config={
             "name": config.name,
@@ -271,18 +287,8 @@ def build_training_frame(
             "warmup_days": config.warmup_days,
             "valid_fraction": config.valid_fraction,
             "test_fraction": config.test_fraction,
-            "feature_groups": list(config.feature_groups),
-            "ttl_seconds": {k: v.total_seconds() for k, v in ttl.items()},
         },
-        label_source={
-            "column": LABEL,
-            "table": LABELS_TABLE,
-            "transactions_table": TRANSACTIONS_TABLE,
-            "label_time": LABEL_TIME,
-            "rule": LABEL_RULE,
-            "metadata_columns": [LABEL_REPORTED_AT],
-            "lake_snapshot": snapshot,
-        },
+        label_source={**label.describe(), "lake_snapshot": snapshot},
     )
     logger.info(
         "built %s: %d rows (%s), %d positives, cutoff %s",
@@ -295,47 +301,51 @@ def build_training_frame(
     return frame, info
 
 
+def _check_label_frame(frame: pl.DataFrame, label: LabelSpec) -> None:
+    expected = [
+        *label.id_columns, label.time_column, *label.request_columns, label.column,
+        *label.metadata_columns,
+    ]  # fmt: skip
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the label spec's rows lack column(s) {missing}; they have {frame.columns}"
+        )
+
+
 def join_features(
     con: duckdb.DuckDBPyConnection,
-    transactions: pl.DataFrame,
-    specs: Sequence[FeatureGroupSpec],
-    ttl: Mapping[str, timedelta] | None = None,
+    rows: pl.DataFrame,
+    view: ResolvedView,
+    time_column: str,
 ) -> pl.DataFrame:
-    """The transactions with every group's features as of (strictly before) their
-    transaction_time, then the on-demand features: the feature vector the model sees.
+    """The rows with every selected group's features as of (strictly before) their
+    ``time_column``, then the view's on-demand features: the feature vector the model sees.
 
     Training datasets and batch inference both build their vectors here, and the online
     service computes the same on-demand features with the same function.
     """
-    ttl = ttl or {}
-    if transactions.is_empty():
-        raise ValueError("no transactions to join features to")
-    max_time = transactions.get_column(LABEL_TIME).max()
-    min_time = transactions.get_column(LABEL_TIME).min()
-    frame = transactions
-    for spec in specs:
-        features = _read_group(con, spec, min_time, max_time, ttl.get(spec.name))
+    if rows.is_empty():
+        raise ValueError("no rows to join features to")
+    ttl = view.view.ttls()
+    max_time = rows.get_column(time_column).max()
+    min_time = rows.get_column(time_column).min()
+    frame = rows
+    for spec in view.groups:
+        features = _read_group(
+            con, spec, view.view.selection(spec.name).features, min_time, max_time,
+            ttl.get(spec.name),
+        )  # fmt: skip
         frame = pit_join(
             frame,
             features,
             keys=spec.entity_keys,
-            label_time=LABEL_TIME,
+            label_time=time_column,
             feature_time=spec.event_time,
             ttl=ttl.get(spec.name),
         )
-    return compute_on_demand(frame)
-
-
-def _select_groups(
-    groups: Sequence[FeatureGroupSpec], names: Sequence[str]
-) -> list[FeatureGroupSpec]:
-    by_name = {spec.name: spec for spec in groups}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise ValueError(
-            f"feature group(s) {unknown} are not among the given specs {sorted(by_name)}"
-        )
-    return [by_name[n] for n in names]
+    on_demand = view.view.on_demand
+    return on_demand.compute_frame(frame) if on_demand is not None else frame
 
 
 def _midnight(day: date) -> datetime:
@@ -350,71 +360,7 @@ def _iso(value: datetime) -> str:
     return _utc(value).isoformat()
 
 
-def _first_transaction_day(con: duckdb.DuckDBPyConnection) -> date:
-    _require_table(con, TRANSACTIONS_TABLE)
-    sql = f"select min(timezone('UTC', transaction_time))::date from {TRANSACTIONS_TABLE}"
-    day = con.execute(sql).fetchall()[0][0]
-    if day is None:
-        raise ValueError(f"{TRANSACTIONS_TABLE} is empty: there are no transactions to label")
-    return day
-
-
-def default_cutoff(con: duckdb.DuckDBPyConnection) -> datetime:
-    """Midnight UTC after the last landing day for which BOTH transactions and labels landed.
-
-    Taking the earlier of the two last days keeps the promise "labels as known at the cutoff"
-    when label ingestion lags behind transactions.
-    """
-    last_days = []
-    for table in (TRANSACTIONS_TABLE, LABELS_TABLE):
-        _require_table(con, table)
-        day = con.execute(f"select max(landing_date) from {table}").fetchall()[0][0]
-        if day is None:
-            raise ValueError(
-                f"{table} has no landed rows, so there is no default cutoff; pass "
-                "DatasetConfig(cutoff=...) explicitly"
-            )
-        last_days.append(day)
-    return _midnight(min(last_days) + timedelta(days=1))
-
-
-def _require_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    if not table_exists(con, table):
-        raise ValueError(f"table {table!r} is not in the offline store; ingest it first")
-
-
-def _labels(
-    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, cutoff: datetime
-) -> pl.DataFrame:
-    _require_table(con, LABELS_TABLE)
-    columns = ", ".join(f"t.{quote_ident(c)}" for c in (*ID_COLUMNS, *REQUEST_FIELDS))
-    sql = f"""
-        with eligible as (
-            select {columns}
-            from {TRANSACTIONS_TABLE} as t
-            where t.transaction_time >= ? and t.transaction_time < ?
-        ),
-        latest as (
-            select l.transaction_id, l.is_fraud, l.reported_at
-            from {LABELS_TABLE} as l
-            semi join eligible as e on e.transaction_id = l.transaction_id
-            where l.reported_at <= ?
-            qualify row_number() over (
-                partition by l.transaction_id order by l.reported_at desc, l.is_fraud desc
-            ) = 1
-        )
-        select e.*,
-               cast(coalesce(l.is_fraud, 0) as tinyint) as {LABEL},
-               l.reported_at as {LABEL_REPORTED_AT}
-        from eligible as e
-        left join latest as l on l.transaction_id = e.transaction_id
-        order by e.transaction_time, e.transaction_id
-    """
-    frame = read_frame(con, sql, [start, end, cutoff])
-    return frame.with_columns(_as_utc(LABEL_TIME), _as_utc(LABEL_REPORTED_AT))
-
-
-def _as_utc(column: str) -> pl.Expr:
+def as_utc(column: str) -> pl.Expr:
     """The column as Datetime("us", "UTC") whatever the connection's session time zone."""
     return pl.col(column).dt.convert_time_zone("UTC").cast(_UTC_US)
 
@@ -422,21 +368,23 @@ def _as_utc(column: str) -> pl.Expr:
 def _read_group(
     con: duckdb.DuckDBPyConnection,
     spec: FeatureGroupSpec,
+    features: tuple[str, ...],
     min_label_time: datetime,
     max_label_time: datetime,
     ttl: timedelta | None,
 ) -> pl.DataFrame:
-    """The group's rows that can match a label, with features renamed ``{group}__{feature}``."""
+    """The group's rows that can match a label, with the selected features renamed
+    ``{group}__{feature}``."""
     event_time = quote_ident(spec.event_time)
-    select = ", ".join(quote_ident(c) for c in spec.columns)
+    select = ", ".join(quote_ident(c) for c in (*spec.entity_keys, spec.event_time, *features))
     where, params = f"{event_time} < ?", [max_label_time]
     if ttl is not None:
         # Older rows would be dropped by the TTL anyway: never read them.
         where += f" and {event_time} >= ?"
         params.append(min_label_time - ttl)
     sql = f"select {select} from {quote_ident(spec.table)} where {where}"
-    frame = read_frame(con, sql, params).with_columns(_as_utc(spec.event_time))
-    renames = {f: col(spec.name, f) for f in spec.feature_names}
+    frame = read_frame(con, sql, params).with_columns(as_utc(spec.event_time))
+    renames = {f: col(spec.name, f) for f in features}
     return frame.rename(renames).with_columns(
         pl.col(spec.event_time).alias(col(spec.name, "event_time"))
     )
@@ -462,8 +410,8 @@ def _split_boundaries(
     }
 
 
-def _split_expr(boundaries: Mapping[str, datetime]) -> pl.Expr:
-    t = pl.col(LABEL_TIME)
+def _split_expr(time_column: str, boundaries: Mapping[str, datetime]) -> pl.Expr:
+    t = pl.col(time_column)
     return (
         pl.when(t < boundaries["valid_start"])
         .then(pl.lit("train"))
@@ -474,41 +422,25 @@ def _split_expr(boundaries: Mapping[str, datetime]) -> pl.Expr:
     )
 
 
-def _counts(frame: pl.DataFrame, *, positives: bool) -> dict[str, int]:
-    value = pl.col(LABEL).cast(pl.Int64).sum() if positives else pl.len()
+def _counts(frame: pl.DataFrame, label: str, *, positives: bool) -> dict[str, int]:
+    value = pl.col(label).cast(pl.Int64).sum() if positives else pl.len()
     per_split = dict(frame.group_by(SPLIT).agg(value.alias("n")).rows())
     counts = {s: int(per_split.get(s, 0)) for s in SPLITS}
     return {"total": sum(counts.values()), **counts}
 
 
-def _group_info(spec: FeatureGroupSpec, ttl: timedelta | None) -> dict[str, Any]:
+def _group_info(
+    spec: FeatureGroupSpec, view: ResolvedView, ttl: timedelta | None
+) -> dict[str, Any]:
     return {
         "version": spec.version,
         "table": spec.table,
         "entity_keys": list(spec.entity_keys),
         "event_time": spec.event_time,
         "event_time_column": col(spec.name, "event_time"),
-        "features": [col(spec.name, f) for f in spec.feature_names],
+        "features": view.group_columns(spec.name),
         "ttl_seconds": ttl.total_seconds() if ttl is not None else None,
     }
-
-
-def model_feature_columns(groups: Sequence[FeatureGroupSpec]) -> tuple[list[str], list[str]]:
-    """Default model inputs of a dataset built from ``groups``: (feature_columns, categorical).
-
-    The request's amount, category and channel, every group feature of a numeric, boolean or
-    string dtype (dates, timestamps and event times are bookkeeping, not inputs), and every
-    on-demand feature. ``categorical`` is the subset of ``feature_columns`` that is categorical.
-    """
-    kinds: dict[str, str] = dict(REQUEST_FEATURES)
-    for spec in groups:
-        for feature in spec.features:
-            kind = _FEATURE_DTYPES.get(feature.dtype)
-            if kind is not None:
-                kinds[col(spec.name, feature.name)] = kind
-    for feature in ON_DEMAND_FEATURES:
-        kinds[feature.name] = _FEATURE_DTYPES.get(feature.dtype, "numeric")
-    return list(kinds), [c for c, kind in kinds.items() if kind == "categorical"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,7 +455,7 @@ def write_dataset(
     *,
     feature_columns: list[str],
     categorical_columns: list[str],
-    label: str = LABEL,
+    label: str,
     code_version: str | None = None,
     run_id: str | None = None,
 ) -> DatasetVersion:
@@ -547,7 +479,8 @@ def write_dataset(
         data_path = tmp_dir / DATA_FILE
         frame.write_parquet(data_path, compression="zstd", statistics=True)
         os.chmod(data_path, _READ_ONLY)
-        rows, positives = _counts(frame, positives=False), _counts(frame, positives=True)
+        rows = _counts(frame, label, positives=False)
+        positives = _counts(frame, label, positives=True)
         manifest = {
             **info.to_dict(),
             # Counted on the frame written (it may have been filtered after the build).
@@ -680,12 +613,10 @@ def config_from_manifest(manifest: Mapping[str, Any]) -> DatasetConfig:
         warmup_days=built["warmup_days"],
         valid_fraction=built["valid_fraction"],
         test_fraction=built["test_fraction"],
-        feature_groups=tuple(built["feature_groups"]),
-        ttl={k: timedelta(seconds=v) for k, v in built["ttl_seconds"].items()} or None,
     )
 
 
-def list_datasets(datasets_dir: Path, name: str = DEFAULT_NAME) -> list[DatasetVersion]:
+def list_datasets(datasets_dir: Path, name: str) -> list[DatasetVersion]:
     """Every complete version of dataset ``name``, oldest first (empty if there is none)."""
     _check_name(name)
     name_dir = Path(datasets_dir) / name
@@ -729,7 +660,7 @@ def _normalise_version(version: str | int) -> str:
 
 def load_dataset(
     datasets_dir: Path,
-    name: str = DEFAULT_NAME,
+    name: str,
     version: str | int | None = None,
     *,
     verify: bool = True,

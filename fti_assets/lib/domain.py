@@ -26,6 +26,10 @@ RISK_PROFILES: tuple[str, ...] = ("low", "medium", "high")
 MAX_AMOUNT = 50_000.0
 
 # Landing file layout under FTI_DATA_DIR/landing (one file per day for the partitioned sources).
+# The generator writes the same layout under FTI_DATA_DIR/world and releases days from there.
+LANDING_DIR = "landing"
+WORLD_DIR = "world"
+MANIFEST_FILE = "_manifest.json"
 TRANSACTIONS_DIR = "transactions"
 FRAUD_LABELS_DIR = "fraud_labels"
 CARDS_FILE = "cards.parquet"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,24 +59,66 @@ def refresh_card_transaction_features(
 
 
 def latest_offline_rows(
-    con: duckdb.DuckDBPyConnection, spec: FeatureGroupSpec, keys: pl.DataFrame | None = None
+    con: duckdb.DuckDBPyConnection,
+    spec: FeatureGroupSpec,
+    keys: pl.DataFrame | None = None,
+    *,
+    as_of: datetime | None = None,
 ) -> pl.DataFrame:
     """The newest row per entity of a feature group in the offline store (what the online store
-    must hold), optionally only for the entities in ``keys``."""
-    if not table_exists(con, spec.table):
-        raise LookupError(f"offline table {spec.table} of feature group {spec.name} is missing")
+    must hold), optionally only for the entities in ``keys``; with ``as_of``, the values current
+    at that time (the newest row with ``event_time <= as_of``: a value is true from its
+    event_time on)."""
+    source, params = _group_rows(con, spec, keys)
+    if as_of is not None:
+        if as_of.utcoffset() is None:
+            raise ValueError(f"as_of {as_of} is naive; expected a timezone-aware time")
+        source = f"(select * from {source} where {quote_ident(spec.event_time)} <= ?)"
+        params.append(as_of)
     key_list = ", ".join(quote_ident(k) for k in spec.entity_keys)
     columns = ", ".join(quote_ident(c) for c in spec.columns)
-    source = quote_ident(spec.table)
-    if keys is not None:
-        wanted = keys.select(spec.entity_keys)  # noqa: F841 - referenced by name in the SQL
-        source = f"(select * from {source} semi join wanted using ({key_list}))"
     return read_frame(
         con,
         f"select {columns} from {source} "
         f"qualify row_number() over (partition by {key_list} order by "
         f"{quote_ident(spec.event_time)} desc) = 1",
+        params,
     )
+
+
+def entity_history(
+    con: duckdb.DuckDBPyConnection, spec: FeatureGroupSpec, keys: pl.DataFrame
+) -> pl.DataFrame:
+    """Every row the offline store holds for the entities in ``keys``, oldest first: how their
+    values changed over time."""
+    source, params = _group_rows(con, spec, keys)
+    columns = ", ".join(quote_ident(c) for c in spec.columns)
+    order = ", ".join(quote_ident(c) for c in (*spec.entity_keys, spec.event_time))
+    return read_frame(con, f"select {columns} from {source} order by {order}", params)
+
+
+def _group_rows(
+    con: duckdb.DuckDBPyConnection, spec: FeatureGroupSpec, keys: pl.DataFrame | None
+) -> tuple[str, list]:
+    """The group's table as SQL, restricted to the entities of ``keys`` (a registered frame)."""
+    if not table_exists(con, spec.table):
+        raise LookupError(f"offline table {spec.table} of feature group {spec.name} is missing")
+    source = quote_ident(spec.table)
+    if keys is None:
+        return source, []
+    key_list = ", ".join(quote_ident(k) for k in spec.entity_keys)
+    view = f"__keys_{uuid.uuid4().hex}"
+    con.register(view, keys.select(spec.entity_keys))
+    return f"(select * from {source} semi join {view} using ({key_list}))", []
+
+
+def key_frame(spec: FeatureGroupSpec, keys: Mapping[str, object]) -> pl.DataFrame:
+    """One entity's key as a one-row frame (``{"card_id": "c0000001"}``)."""
+    if sorted(keys) != sorted(spec.entity_keys):
+        raise ValueError(
+            f"feature group {spec.name} is keyed by {list(spec.entity_keys)}; got {sorted(keys)}"
+        )
+    return pl.DataFrame({k: [str(keys[k])] for k in spec.entity_keys})
 
 
 def read_group(
@@ -83,25 +126,24 @@ def read_group(
     spec: FeatureGroupSpec,
     keys: Mapping[str, object] | None = None,
     *,
+    as_of: datetime | None = None,
     snapshot: int | None = None,
     snapshot_time: datetime | None = None,
 ) -> pl.DataFrame:
-    """The newest row per entity of a group as the offline store held it at lake snapshot
-    ``snapshot`` (or at commit time ``snapshot_time``; now when neither is given), optionally
-    only for the entity ``keys`` (``{"card_id": "c0000001"}``)."""
-    wanted = None
-    if keys is not None:
-        if sorted(keys) != sorted(spec.entity_keys):
-            raise ValueError(
-                f"feature group {spec.name} is keyed by {list(spec.entity_keys)}; "
-                f"got {sorted(keys)}"
-            )
-        wanted = pl.DataFrame({k: [str(keys[k])] for k in spec.entity_keys})
+    """The newest row per entity of a group — the values current at event time ``as_of`` (now
+    when None) — as the offline store held them at lake snapshot ``snapshot`` (or commit time
+    ``snapshot_time``; the newest snapshot when neither is given), optionally only for the
+    entity ``keys`` (``{"card_id": "c0000001"}``).
+
+    ``as_of`` travels in the data's time (what was true then, as known now); ``snapshot``
+    travels in the store's history (what the store held then, before later corrections).
+    """
+    wanted = None if keys is None else key_frame(spec, keys)
     read_only = snapshot is None and snapshot_time is None
     with connection(
         lake, read_only=read_only, snapshot=snapshot, snapshot_time=snapshot_time
     ) as con:
-        return latest_offline_rows(con, spec, wanted)
+        return latest_offline_rows(con, spec, wanted, as_of=as_of)
 
 
 def online_offline_mismatches(

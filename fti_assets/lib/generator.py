@@ -1,19 +1,23 @@
-"""Deterministic synthetic credit-card fraud data: landing files plus a ground-truth oracle.
+"""Deterministic synthetic credit-card fraud data: a whole world plus a ground-truth oracle.
 
-One seeded run writes, under ``data_dir``:
+One seeded run writes, under ``data_dir``, the **world** (everything that will ever land):
 
-- ``landing/cards.parquet`` and ``landing/merchants.parquet`` (reference data),
-- ``landing/transactions/YYYY-MM-DD.parquet`` (one file per UTC day),
-- ``landing/fraud_labels/YYYY-MM-DD.parquet`` (labels reported that UTC day, days after the
+- ``world/cards.parquet`` and ``world/merchants.parquet`` (reference data),
+- ``world/transactions/YYYY-MM-DD.parquet`` (one file per UTC day),
+- ``world/fraud_labels/YYYY-MM-DD.parquet`` (labels reported that UTC day, days after the
   transaction; labels that would arrive after the last generated day are not written),
-- ``landing/_manifest.json`` (window, config, counts, injected bad rows),
+- ``world/_manifest.json`` (window, config, drift, counts, injected bad rows),
 - ``oracle/transactions_oracle.parquet`` (the true fraud probability and label of every good
-  transaction: no feature may read it; it gives the Bayes limit of model quality).
+  transaction: no feature may read it; it gives the Bayes limit of model quality),
+
+and then releases the world's days into ``landing/`` (same layout; see
+:mod:`fti_assets.lib.world`): all of them, or all but the last ``hold_back`` days, which
+``fti simulate advance`` delivers later, one day at a time.
 
 How fraud arises. Transactions come from three processes: cardholders' own activity, attack
 episodes on stolen cards (short bursts far from home in risky categories, well above the card's
-typical amount) and, after the drift day, card testing (bursts of tiny online digital-goods
-payments). Whatever the process, every transaction's fraud probability is
+typical amount) and, from the day a concept drift starts, card testing (bursts of tiny online
+digital-goods payments). Whatever the process, every transaction's fraud probability is
 ``sigmoid(intercept + logit)`` where the logit is a fixed function (:data:`LOGIT_WEIGHTS`) of
 quantities a feature pipeline can observe: the card's transactions in the previous hour, the
 seconds since its previous transaction, the distance from the card's home, amount over the card's
@@ -21,6 +25,10 @@ typical amount, the category, the channel, a night hour, whether the merchant is
 that time (latent, learnable from the merchant's trailing fraud rate and risk_profile) and the
 account's age. The intercept is found by bisection so that the mean probability equals
 ``fraud_rate`` over the run as it would be without drift; the label is a seeded Bernoulli draw.
+
+Drift, from day index ``drift_from``, is of one of :data:`DRIFT_KINDS`: ``covariate`` (amounts
+grow and the channel mix moves online: the inputs shift, the fraud logit stays the same function),
+``concept`` (card testing appears: a fraud pattern the training data never showed) or ``both``.
 
 Everything is drawn from numpy generators seeded with ``(seed, day, stream)``, so the same config
 writes byte-identical files and the days before ``drift_from`` do not depend on the drift.
@@ -48,19 +56,21 @@ from fti_assets.lib.domain import (
     CHANNELS,
     FRAUD_LABEL_COLUMNS,
     FRAUD_LABELS_DIR,
+    LANDING_DIR,
+    MANIFEST_FILE,
     MAX_AMOUNT,
     MERCHANT_COLUMNS,
     MERCHANTS_FILE,
     RISK_PROFILES,
     TRANSACTION_COLUMNS,
     TRANSACTIONS_DIR,
+    WORLD_DIR,
 )
+from fti_assets.lib.world import release_world
 
 logger = logging.getLogger(__name__)
 
-LANDING_DIR = "landing"
 ORACLE_DIR = "oracle"
-MANIFEST_FILE = "_manifest.json"
 ORACLE_FILE = "transactions_oracle.parquet"
 PRODUCER_DEBUG_COLUMN = "_producer_debug"
 
@@ -145,6 +155,7 @@ _BAD_ID_BASE = 900_000_000_000
 _UNKNOWN_CARD_BASE = 9_000_000
 _UNKNOWN_MERCHANT_BASE = 90_000
 _LOGIT_CLIP = 30.0
+DRIFT_KINDS: tuple[str, ...] = ("covariate", "concept", "both")
 _EPOCH = date(1970, 1, 1)
 
 # Stream ids mixed into the seed so that each kind of draw has its own reproducible sequence.
@@ -180,6 +191,7 @@ class GeneratorConfig:
     fraud_rate: float = 0.01  # target share of transactions that are fraud
     bad_rows: int = 0  # rows of EACH bad kind injected into each daily transactions file
     drift_from: int | None = None  # 0-based day index from which distributions shift
+    drift_kind: str = "both"  # one of DRIFT_KINDS: what shifts from drift_from on
 
     def __post_init__(self) -> None:
         if not 1 <= self.cards < _UNKNOWN_CARD_BASE:
@@ -197,11 +209,35 @@ class GeneratorConfig:
             raise ValueError(f"bad_rows={self.bad_rows}: expected >= 0")
         if self.drift_from is not None and self.drift_from < 0:
             raise ValueError(f"drift_from={self.drift_from}: expected None or a day index >= 0")
+        if self.drift_kind not in DRIFT_KINDS:
+            raise ValueError(f"drift_kind={self.drift_kind!r}: expected one of {DRIFT_KINDS}")
 
     @property
     def end(self) -> date:
         """Last generated day (inclusive)."""
         return self.start + timedelta(days=self.days - 1)
+
+    def drift_on(self, day: int) -> _Drift:
+        """What has shifted on the 0-based ``day``."""
+        if self.drift_from is None or day < self.drift_from:
+            return _NO_DRIFT
+        return _Drift(
+            covariate=self.drift_kind in ("covariate", "both"),
+            concept=self.drift_kind in ("concept", "both"),
+        )
+
+
+@dataclass(frozen=True)
+class _Drift:
+    covariate: bool  # amounts grow and the channel mix moves online
+    concept: bool  # card testing (a new fraud pattern) appears
+
+    @property
+    def any(self) -> bool:
+        return self.covariate or self.concept
+
+
+_NO_DRIFT = _Drift(covariate=False, concept=False)
 
 
 @dataclass(frozen=True)
@@ -211,7 +247,8 @@ class GenerationSummary:
     labels_written: int  # labels (fraud and disputes) that arrived within the window
     labels_pending: int  # labels that would arrive after the window (only in the oracle)
     bad_rows: dict[str, int]  # kind -> rows injected over all days
-    files: int  # files written
+    files: int  # files written into the world
+    released_days: int  # days released into the landing zone (the rest are held back)
     start: date
     end: date
     intercept: float  # the calibrated logit intercept
@@ -489,7 +526,7 @@ def _legit_events(
     merchants: _Merchants,
     day: int,
     day_us: int,
-    drift: bool,
+    covariate_drift: bool,
 ) -> _Events:
     counts = rng.poisson(cards.daily_rate)
     card = np.repeat(np.arange(cards.home_lat.size), counts)
@@ -497,7 +534,7 @@ def _legit_events(
     hour = rng.choice(24, size=n, p=_HOUR_P)
     time_us = day_us + hour * _US_PER_HOUR + rng.integers(0, _US_PER_HOUR, n)
     share = cards.online_share
-    if drift:
+    if covariate_drift:
         share = share + (1.0 - share) * _DRIFT_ONLINE_SHIFT
     online = rng.random(n) < share[card]
     home = cards.home_city[card]
@@ -517,7 +554,7 @@ def _legit_events(
     lon = np.where(online, ip_lon, merchants.lon[merchant])
     category = merchants.category[merchant]
     amount = cards.typical_amount[card] * _CAT_AMOUNT_SCALE[category] * rng.lognormal(0, 0.5, n)
-    if drift:
+    if covariate_drift:
         amount = amount * _DRIFT_AMOUNT_FACTOR
     compromised = (merchants.compromised_from[merchant] <= day) & (
         day < merchants.compromised_to[merchant]
@@ -541,7 +578,7 @@ def _burst_events(
     merchants: _Merchants,
     config: GeneratorConfig,
     day_us: int,
-    drift: bool,
+    covariate_drift: bool,
 ) -> _Events:
     """Stolen-card episodes: 2-8 transactions within an hour, far from home or online."""
     card_day_prob = (
@@ -568,7 +605,7 @@ def _burst_events(
         * rng.uniform(2.0, 6.0, n)
         * rng.lognormal(0, 0.3, n)
     )
-    if drift:
+    if covariate_drift:
         amount = amount * _DRIFT_AMOUNT_FACTOR
     pattern = np.full(n, _BURST, dtype=np.int8)
     return _Events(card, time_us, merchant, online, lat, lon, _round_amount(amount), pattern)
@@ -581,7 +618,7 @@ def _card_testing_events(
     config: GeneratorConfig,
     day_us: int,
 ) -> _Events:
-    """Drift-only pattern: 3-12 tiny online digital-goods payments within 15 minutes."""
+    """The concept-drift pattern: 3-12 tiny online digital-goods payments within 15 minutes."""
     card_day_prob = _CARD_TESTING_CARD_DAY_PROB_PER_FRAUD_RATE * config.fraud_rate
     hit, episode = _episodes(rng, cards.home_lat.size, card_day_prob, (3, 12))
     n_ep, n = hit.size, episode.size
@@ -674,16 +711,16 @@ def _simulate_day(
     merchants: _Merchants,
     day: int,
     history: _History,
-    drift: bool,
+    drift: _Drift,
 ) -> tuple[_Day, _History]:
     day_abs = _day_number(config.start) + day
     day_us = day_abs * _US_PER_DAY
     rng = _rng(config, _S_TX, day)
     parts = [
-        _legit_events(rng, cards, merchants, day, day_us, drift),
-        _burst_events(rng, cards, merchants, config, day_us, drift),
+        _legit_events(rng, cards, merchants, day, day_us, drift.covariate),
+        _burst_events(rng, cards, merchants, config, day_us, drift.covariate),
     ]
-    if drift:
+    if drift.concept:
         parts.append(
             _card_testing_events(_rng(config, _S_TESTING, day), cards, merchants, config, day_us)
         )
@@ -846,10 +883,10 @@ def _label_delay_us(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _prepare_dirs(data_dir: Path) -> tuple[Path, Path, Path, Path]:
-    landing = data_dir / LANDING_DIR
+    world = data_dir / WORLD_DIR
     tx_dir, labels_dir, oracle_dir = (
-        landing / TRANSACTIONS_DIR,
-        landing / FRAUD_LABELS_DIR,
+        world / TRANSACTIONS_DIR,
+        world / FRAUD_LABELS_DIR,
         data_dir / ORACLE_DIR,
     )
     for folder in (tx_dir, labels_dir, oracle_dir):
@@ -859,7 +896,7 @@ def _prepare_dirs(data_dir: Path) -> tuple[Path, Path, Path, Path]:
         for old in folder.glob("*.parquet"):
             old.unlink()
     (oracle_dir / ORACLE_FILE).unlink(missing_ok=True)
-    return landing, tx_dir, labels_dir, oracle_dir
+    return world, tx_dir, labels_dir, oracle_dir
 
 
 @dataclass
@@ -886,12 +923,12 @@ def _write_transactions(
     shadow: _History | None = None  # the same run without drift, for the intercept
     number, bad_number = 1, 0
     for day in tqdm(range(config.days), disable=not progress, desc="generating", unit="day"):
-        drift = config.drift_from is not None and day >= config.drift_from
-        if drift and shadow is None:
+        drift = config.drift_on(day)
+        if drift.any and shadow is None:
             shadow = history
         result, history = _simulate_day(config, cards, merchants, day, history, drift)
-        if drift and shadow is not None:
-            no_drift, shadow = _simulate_day(config, cards, merchants, day, shadow, False)
+        if drift.any and shadow is not None:
+            no_drift, shadow = _simulate_day(config, cards, merchants, day, shadow, _NO_DRIFT)
             log.calibration.append(no_drift.logit)
         else:
             log.calibration.append(result.logit)
@@ -979,18 +1016,23 @@ def _write_labels_and_oracle(
     }
 
 
-def generate(config: GeneratorConfig, data_dir: Path, progress: bool = False) -> GenerationSummary:
-    """Write the landing files and the oracle for ``config`` under ``data_dir``.
+def generate(
+    config: GeneratorConfig, data_dir: Path, progress: bool = False, hold_back: int = 0
+) -> GenerationSummary:
+    """Write the world and the oracle for ``config`` under ``data_dir``, then release every day
+    but the last ``hold_back`` into the landing zone (whose earlier contents it replaces).
 
     Files of an earlier run in the same folder are replaced; the same config always writes
     byte-identical files.
     """
+    if not 0 <= hold_back <= config.days:
+        raise ValueError(f"hold_back={hold_back}: expected 0 <= hold_back <= days ({config.days})")
     data_dir = Path(data_dir)
-    landing, tx_dir, labels_dir, oracle_dir = _prepare_dirs(data_dir)
+    world, tx_dir, labels_dir, oracle_dir = _prepare_dirs(data_dir)
     cards = _make_cards(config)
     merchants = _make_merchants(config)
-    cards.frame.write_parquet(landing / CARDS_FILE)
-    merchants.frame.write_parquet(landing / MERCHANTS_FILE)
+    cards.frame.write_parquet(world / CARDS_FILE)
+    merchants.frame.write_parquet(world / MERCHANTS_FILE)
 
     log = _write_transactions(config, cards, merchants, tx_dir, progress)
     intercept = _calibrate_intercept(np.concatenate(log.calibration), config.fraud_rate)
@@ -1005,6 +1047,7 @@ def generate(config: GeneratorConfig, data_dir: Path, progress: bool = False) ->
         "start": config.start.isoformat(),
         "end": config.end.isoformat(),
         "config": config_json,
+        "drift": _drift_manifest(config),
         "counts": {
             "cards": config.cards,
             "merchants": config.merchants,
@@ -1013,7 +1056,8 @@ def generate(config: GeneratorConfig, data_dir: Path, progress: bool = False) ->
         },
         "bad_rows": log.bad_rows,
     }
-    (landing / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (world / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    released = release_world(world, data_dir / LANDING_DIR, config.days - hold_back)
     summary = GenerationSummary(
         transactions=counts["transactions"],
         fraud=counts["fraud"],
@@ -1021,6 +1065,7 @@ def generate(config: GeneratorConfig, data_dir: Path, progress: bool = False) ->
         labels_pending=counts["labels_pending"],
         bad_rows=bad_totals,
         files=2 * config.days + 4,
+        released_days=len(released),
         start=config.start,
         end=config.end,
         intercept=intercept,
@@ -1028,10 +1073,22 @@ def generate(config: GeneratorConfig, data_dir: Path, progress: bool = False) ->
         data_dir=data_dir,
     )
     logger.info(
-        "generated %d transactions (%d fraud) over %d days into %s",
+        "generated %d transactions (%d fraud) over %d days into %s; %d days released",
         summary.transactions,
         summary.fraud,
         config.days,
         data_dir,
+        len(released),
     )
     return summary
+
+
+def _drift_manifest(config: GeneratorConfig) -> dict | None:
+    """The drift as the manifest records it: kind, first day index and first date."""
+    if config.drift_from is None:
+        return None
+    return {
+        "kind": config.drift_kind,
+        "from_day_index": config.drift_from,
+        "from": (config.start + timedelta(days=config.drift_from)).isoformat(),
+    }

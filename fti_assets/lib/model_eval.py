@@ -1,13 +1,13 @@
 """Evaluating a candidate model on a test split and the gates that decide its promotion.
 
 The report compares the candidate with the current champion on the SAME test rows and with the
-generator's oracle (the true fraud probability: its PR-AUC is the Bayes limit). The gates are
-pure functions of the report, so the Dagster checks that enforce them stay thin.
+generator's oracle (the true probability of each label: its PR-AUC is the Bayes limit). The
+gates are pure functions of the report, so the Dagster checks that enforce them stay thin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,8 @@ from fti_assets.lib.evaluation import (
 )
 from fti_assets.lib.predictor import Predictor
 
-LABEL = "is_fraud"
-SLICE_COLUMNS = ("channel", "card_profile_features__age_band", "category")
 # Slices are judged at the threshold reaching this precision overall: strict enough to be a
-# realistic operating point, loose enough that small slices still flag some fraud.
+# realistic operating point, loose enough that small slices still flag some positives.
 SLICE_TARGET_PRECISION = 0.5
 
 
@@ -47,32 +45,37 @@ class GateResult:
     metadata: dict[str, Any]
 
 
-def _slices(frame: pl.DataFrame, scores: np.ndarray) -> pl.DataFrame:
-    scored = frame.select(LABEL, *SLICE_COLUMNS).with_columns(pl.Series("p", scores))
-    return slice_metrics(
-        scored, LABEL, "p", list(SLICE_COLUMNS), target_precision=SLICE_TARGET_PRECISION
-    )
+def _slices(
+    frame: pl.DataFrame, label: str, slice_columns: Sequence[str], scores: np.ndarray
+) -> pl.DataFrame:
+    present = [c for c in slice_columns if c in frame.columns]
+    scored = frame.select(label, *present).with_columns(pl.Series("p", scores))
+    return slice_metrics(scored, label, "p", present, target_precision=SLICE_TARGET_PRECISION)
 
 
 def evaluate_candidate(
     candidate: Predictor,
     test: pl.DataFrame,
     *,
+    label: str,
+    slice_columns: Sequence[str] = (),
     champion: Predictor | None = None,
     champion_version: int | None = None,
-    oracle: pl.DataFrame | None = None,
+    oracle: np.ndarray | None = None,
     plots_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """A JSON report: candidate metrics and slices; champion and oracle on the same test rows."""
+    """A JSON report: candidate metrics and slices; the champion and the oracle (the true
+    probability of each test row's label, the Bayes limit) on the same test rows."""
     if test.is_empty():
         raise ValueError("the test split is empty: nothing to evaluate on")
-    y = test.get_column(LABEL).cast(pl.Float64).to_numpy()
+    y = test.get_column(label).cast(pl.Float64).to_numpy()
     p = candidate.predict(test)
     report: dict[str, Any] = {
+        "label": label,
         "test_rows": test.height,
         "test_positives": int(y.sum()),
         "metrics": evaluate(y, p),
-        "slices": _slices(test, p).to_dicts(),
+        "slices": _slices(test, label, slice_columns, p).to_dicts(),
         "champion": None,
         "oracle": None,
     }
@@ -91,28 +94,22 @@ def evaluate_candidate(
                 "version": champion_version,
                 "comparable": True,
                 "metrics": evaluate(y, p_champion),
-                "slices": _slices(test, p_champion).to_dicts(),
+                "slices": _slices(test, label, slice_columns, p_champion).to_dicts(),
             }
             curves[f"champion v{champion_version}"] = (y, p_champion)
     if oracle is not None:
-        joined = test.select("transaction_id").join(
-            oracle.select("transaction_id", "fraud_probability"), on="transaction_id", how="left"
-        )
-        truth = joined.get_column("fraud_probability")
-        if truth.null_count() == 0:
-            p_oracle = truth.to_numpy()
-            oracle_pr_auc = pr_auc(y, p_oracle)
-            model_pr_auc = report["metrics"]["pr_auc"]
-            report["oracle"] = {
-                "pr_auc": oracle_pr_auc,
-                "model_to_oracle_pr_auc": (
-                    model_pr_auc / oracle_pr_auc if model_pr_auc and oracle_pr_auc else None
-                ),
-                "brier": evaluate(y, p_oracle)["brier"],
-            }
-            curves["oracle (Bayes limit)"] = (y, p_oracle)
-        else:
-            report["oracle"] = {"error": f"{truth.null_count()} test rows have no oracle value"}
+        if len(oracle) != test.height:
+            raise ValueError(f"oracle has {len(oracle)} values for {test.height} test rows")
+        oracle_pr_auc = pr_auc(y, oracle)
+        model_pr_auc = report["metrics"]["pr_auc"]
+        report["oracle"] = {
+            "pr_auc": oracle_pr_auc,
+            "model_to_oracle_pr_auc": (
+                model_pr_auc / oracle_pr_auc if model_pr_auc and oracle_pr_auc else None
+            ),
+            "brier": evaluate(y, oracle)["brier"],
+        }
+        curves["oracle (Bayes limit)"] = (y, oracle)
     if plots_dir is not None:
         plots_dir.mkdir(parents=True, exist_ok=True)
         report["plots"] = {

@@ -110,13 +110,31 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ARCHIVED: frozenset(),
 }
 ALIAS_FILE = "aliases.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 _READER_LOCK_WAIT_S = 0.05  # a read repairing aliases.json does not queue behind long writes
 STAGING_PREFIX = ".staging-"
 _STAGING_ATTEMPTS = 20
 _ALIAS_TMP_PREFIX = f".{ALIAS_FILE}."
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+# Schema 2: the feature view a version was trained on, and every view version a registered
+# model uses (its definition stays resolvable after its declaration left the code).
+_FEATURE_VIEWS_SCHEMA = (
+    """
+    CREATE TABLE feature_views (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        definition TEXT NOT NULL,  -- JSON
+        registered_at TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    ) STRICT
+    """,
+)
+_MIGRATIONS = {
+    1: ('ALTER TABLE "model_versions" ADD COLUMN "feature_view" TEXT', *_FEATURE_VIEWS_SCHEMA),
+}
 
 _SCHEMA = (
     """
@@ -142,9 +160,11 @@ _SCHEMA = (
         status_changed_at TEXT NOT NULL,
         tags TEXT NOT NULL,  -- JSON
         idempotency_key TEXT,
+        feature_view TEXT,  -- "<view>@v<version>": the feature view it was trained on
         PRIMARY KEY (name, version)
     ) STRICT
     """,
+    *_FEATURE_VIEWS_SCHEMA,
     """
     CREATE UNIQUE INDEX model_versions_idempotency_key
     ON model_versions (name, idempotency_key) WHERE idempotency_key IS NOT NULL
@@ -178,7 +198,7 @@ _SCHEMA = (
 _VERSION_COLUMNS = (
     '"name", "version", "created_at", "training_dataset_version", "feature_group_versions", '
     '"code_version", "params", "metrics", "sha256", "artifact_path", "status", "status_reason", '
-    '"tags"'
+    '"tags", "feature_view"'
 )
 
 
@@ -202,6 +222,15 @@ class ModelVersion:
     aliases: list[str]
     status_reason: str | None = None
     tags: dict[str, Any] | None = None
+    feature_view: str | None = None  # "<view>@v<version>" it was trained on
+
+    @property
+    def feature_view_key(self) -> tuple[str, int] | None:
+        """(view name, version) of :attr:`feature_view`."""
+        if self.feature_view is None:
+            return None
+        name, _, version = self.feature_view.rpartition("@v")
+        return name, int(version)
 
 
 @dataclass(frozen=True)
@@ -643,7 +672,9 @@ class ModelRegistry:
             (journal,) = con.execute("PRAGMA journal_mode").fetchone()
         finally:
             con.close()
-        if version != SCHEMA_VERSION:
+        if version in _MIGRATIONS:
+            self._migrate(version)
+        elif version != SCHEMA_VERSION:
             raise RuntimeError(
                 f"model registry {self.path} has schema version {version}; this code reads "
                 f"version {SCHEMA_VERSION}. Use the release that wrote it, or rebuild with "
@@ -654,6 +685,17 @@ class ModelRegistry:
                 f"model registry {self.path} is in journal mode {journal!r}; expected 'wal' "
                 "(set when the registry creates the file)"
             )
+
+    def _migrate(self, version: int) -> None:
+        """Bring a registry of an older schema to this one, in one transaction."""
+        with self._write() as con:
+            (current,) = con.execute("PRAGMA user_version").fetchone()
+            while current != SCHEMA_VERSION:  # another process may have migrated meanwhile
+                for statement in _MIGRATIONS[current]:
+                    con.execute(statement)
+                current += 1
+                con.execute(f"PRAGMA user_version = {current}")
+        logger.info("migrated model registry %s from schema %d to %d", self.path, version, current)
 
     # ----------------------------------------------------------------------------- versions
 
@@ -670,12 +712,17 @@ class ModelRegistry:
         status: str = "candidate",
         tags: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        feature_view: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Copy the artifact to ``<models_dir>/<name>/<version>/`` under the next version.
 
         ``idempotency_key`` (e.g. the Dagster run id): when a version of ``name`` was already
         registered with this key, return it instead of registering again (a re-run after a crash
         or a step retry); a different artifact under the same key is refused.
+
+        ``feature_view`` ({"name", "version", "fingerprint", "definition"}, as a dataset manifest
+        records it) is the view the version was trained on: its definition is kept, and a view
+        version registered before with a different selection is refused.
         """
         _check_name(name, "model name")
         _check_status(status)
@@ -716,6 +763,7 @@ class ModelRegistry:
                 if not adopt:
                     staging.rename(target)
                     _fsync_dir(name_dir)
+                view_key = self._keep_feature_view(con, feature_view, now)
                 con.execute(
                     'INSERT INTO "model_names" ("name", "last_version") VALUES (?, ?) '
                     'ON CONFLICT ("name") DO UPDATE SET "last_version" = excluded."last_version"',
@@ -725,8 +773,8 @@ class ModelRegistry:
                     'INSERT INTO "model_versions" ("name", "version", "created_at", '
                     '"training_dataset_version", "feature_group_versions", "code_version", '
                     '"params", "metrics", "sha256", "artifact_path", "status", '
-                    '"status_changed_at", "tags", "idempotency_key") '
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    '"status_changed_at", "tags", "idempotency_key", "feature_view") '
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         name,
                         version,
@@ -742,6 +790,7 @@ class ModelRegistry:
                         now,
                         _dumps(tags or {}),
                         idempotency_key,
+                        view_key,
                     ),
                 )
                 registered = self._get(con, name, version)
@@ -751,6 +800,57 @@ class ModelRegistry:
         self._repair_alias_file(name)
         logger.info("registered model %s version %d (sha256 %s)", name, version, sha)
         return registered
+
+    @staticmethod
+    def _keep_feature_view(
+        con: sqlite3.Connection, view: dict[str, Any] | None, now: str
+    ) -> str | None:
+        """Record a view version's definition once; refuse a changed one under the same version."""
+        if view is None:
+            return None
+        name, version, fingerprint = view["name"], int(view["version"]), view["fingerprint"]
+        known = con.execute(
+            'SELECT "fingerprint" FROM "feature_views" WHERE "name" = ? AND "version" = ?',
+            (name, version),
+        ).fetchone()
+        if known is None:
+            con.execute(
+                'INSERT INTO "feature_views" VALUES (?, ?, ?, ?, ?)',
+                (name, version, fingerprint, _dumps(view["definition"]), now),
+            )
+        elif known[0] != fingerprint:
+            raise ValueError(
+                f"feature view {name} v{version} was registered with another selection "
+                f"(fingerprint {known[0][:12]}, now {fingerprint[:12]}): a changed view needs a "
+                "new version"
+            )
+        return f"{name}@v{version}"
+
+    def feature_view(self, name: str, version: int) -> dict[str, Any]:
+        """The definition of a feature view version a registered model uses."""
+        with self._read() as con:
+            row = con.execute(
+                'SELECT "definition" FROM "feature_views" WHERE "name" = ? AND "version" = ?',
+                (name, version),
+            ).fetchone()
+        if row is None:
+            raise ModelNotFoundError(f"no registered model uses feature view {name} v{version}")
+        return json.loads(row[0])
+
+    def feature_views(self) -> list[dict[str, Any]]:
+        """Every feature view version registered models use, with the versions using it."""
+        with self._read() as con:
+            rows = con.execute(
+                'SELECT v."name", v."version", v."fingerprint", v."registered_at", '
+                "group_concat(m.\"name\" || ' v' || m.\"version\", ', ') "
+                'FROM "feature_views" v LEFT JOIN "model_versions" m '
+                'ON m."feature_view" = v."name" || \'@v\' || v."version" '
+                'GROUP BY v."name", v."version" ORDER BY v."name", v."version"'
+            ).fetchall()
+        return [
+            {"name": n, "version": v, "fingerprint": f, "registered_at": at, "models": models}
+            for n, v, f, at, models in rows
+        ]
 
     def _by_idempotency_key(
         self, con: sqlite3.Connection, name: str, key: str, sha: str
@@ -831,6 +931,7 @@ class ModelRegistry:
             status,
             status_reason,
             tags,
+            feature_view,
         ) = row
         return ModelVersion(
             name=name,
@@ -847,6 +948,7 @@ class ModelRegistry:
             aliases=aliases,
             status_reason=status_reason,
             tags=json.loads(tags),
+            feature_view=feature_view,
         )
 
     def _get(self, con: sqlite3.Connection, name: str, version: int) -> ModelVersion:

@@ -7,14 +7,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fti_assets.lib.datasets import DEFAULT_NAME as DATASET_NAME
 from fti_assets.lib.datasets import (
+    LabelSpec,
     build_training_frame,
     config_from_manifest,
     frame_sha256,
     load_dataset,
 )
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.feature_views import ResolvedView
 from fti_assets.lib.offline_store import connection
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.settings import LakeConfig
@@ -26,6 +26,7 @@ class ReproduceReport:
     name: str
     version: int
     dataset_version: str
+    lake_snapshot: int
     dataset_hash_expected: str
     dataset_hash_rebuilt: str
     model_sha256_expected: str
@@ -50,24 +51,27 @@ def reproduce(
     registry: ModelRegistry,
     lake: LakeConfig,
     datasets_dir: Path,
+    *,
     name: str,
     version: int,
+    dataset_name: str,
+    view: ResolvedView,
+    label: LabelSpec,
 ) -> ReproduceReport:
     """Rebuild the model's training dataset from the offline store with the recorded config,
+    through the feature view it was trained on (``view``: resolved from the registry's copy),
     reading the lake at the snapshot the dataset was built from (so later backfills do not
     change it), retrain with the recorded params, and compare content hash and model sha256."""
     model = registry.get(name, version)
-    _, manifest = load_dataset(datasets_dir, DATASET_NAME, model.training_dataset_version)
-    config = config_from_manifest(manifest)
-    groups = [FEATURE_GROUPS[g] for g in config.feature_groups]
+    _, manifest = load_dataset(datasets_dir, dataset_name, model.training_dataset_version)
     snapshot = manifest.get("lake_snapshot")
     if snapshot is None:
         raise ValueError(
-            f"dataset {DATASET_NAME} {model.training_dataset_version} records no lake snapshot "
+            f"dataset {dataset_name} {model.training_dataset_version} records no lake snapshot "
             "(built before the offline store was a DuckLake); it cannot be rebuilt exactly"
         )
     with connection(lake, snapshot=int(snapshot)) as con:
-        frame, _ = build_training_frame(con, groups, config)
+        frame, _ = build_training_frame(con, view, label, config_from_manifest(manifest))
     with tempfile.TemporaryDirectory() as tmp:
         result = train_from_dataset(
             frame, manifest, train_params_from_registry(model.params), Path(tmp) / "artifact"
@@ -76,6 +80,7 @@ def reproduce(
         name=name,
         version=version,
         dataset_version=model.training_dataset_version,
+        lake_snapshot=int(snapshot),
         dataset_hash_expected=manifest["content_hash"]["frame_sha256"],
         dataset_hash_rebuilt=frame_sha256(frame),
         model_sha256_expected=model.sha256,

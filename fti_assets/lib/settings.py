@@ -12,9 +12,10 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from fti_assets.lib.domain import LANDING_DIR, MANIFEST_FILE, WORLD_DIR
 from fti_assets.lib.store_urls import sqlite_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,12 @@ class DataLayout:
 
     @property
     def landing_dir(self) -> Path:
-        return self.data_dir / "landing"
+        return self.data_dir / LANDING_DIR
+
+    @property
+    def world_dir(self) -> Path:
+        """Everything the generator made, released into landing/ day by day (lib/world)."""
+        return self.data_dir / WORLD_DIR
 
     @property
     def oracle_dir(self) -> Path:
@@ -204,28 +210,46 @@ class Settings:
         return os.environ.get("FTI_REPORTS_URL") or DEFAULT_REPORTS_URL
 
 
-def partition_dates(settings: Settings | None = None) -> tuple[date, date]:
-    """First and last day (inclusive) of the daily partitions.
+def last_complete_day(now: datetime | None = None) -> date:
+    """The latest UTC day that has ended: yesterday (UTC) at ``now`` (default: the clock)."""
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).date() - timedelta(days=1)
 
-    ``FTI_START_DATE`` / ``FTI_END_DATE`` win; otherwise the generator's landing manifest tells
-    which days exist; otherwise the default demo window.
+
+def _env_date(name: str) -> date | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a date; expected YYYY-MM-DD") from exc
+
+
+def partition_start(settings: Settings | None = None) -> date:
+    """First day of the daily partitions.
+
+    ``FTI_START_DATE`` wins; otherwise the generated world's first day (its manifest in
+    ``world/``, or in ``landing/`` for a landing zone filled some other way); otherwise
+    :data:`DEFAULT_START`.
     """
-    settings = settings or Settings.from_env()
-    start_env, end_env = os.environ.get("FTI_START_DATE"), os.environ.get("FTI_END_DATE")
-    manifest = settings.layout.landing_dir / "_manifest.json"
-    if start_env and end_env:
-        return date.fromisoformat(start_env), date.fromisoformat(end_env)
-    if manifest.exists():
-        meta = json.loads(manifest.read_text())
-        start, end = date.fromisoformat(meta["start"]), date.fromisoformat(meta["end"])
-    else:
-        start, end = DEFAULT_START, DEFAULT_START + timedelta(days=DEFAULT_DAYS - 1)
-    if start_env:
-        start = date.fromisoformat(start_env)
-    if end_env:
-        end = date.fromisoformat(end_env)
-    if end < start:
+    start = _env_date("FTI_START_DATE")
+    if start is not None:
+        return start
+    layout = (settings or Settings.from_env()).layout
+    for manifest in (layout.world_dir / MANIFEST_FILE, layout.landing_dir / MANIFEST_FILE):
+        if manifest.exists():
+            return date.fromisoformat(json.loads(manifest.read_text())["start"])
+    return DEFAULT_START
+
+
+def partition_end_cap(start: date) -> date | None:
+    """``FTI_END_DATE``: the last daily partition however far the clock goes, or None (the
+    partitions then end with the last complete UTC day, and grow as days pass)."""
+    end = _env_date("FTI_END_DATE")
+    if end is not None and end < start:
         raise ValueError(
-            f"partition end {end} is before start {start}; check FTI_START_DATE/FTI_END_DATE"
+            f"FTI_END_DATE={end} is before the first partition {start}; expected a day on or "
+            "after it (check FTI_START_DATE / FTI_END_DATE)"
         )
-    return start, end
+    return end

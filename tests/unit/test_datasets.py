@@ -22,12 +22,10 @@ import pytest
 
 from fti_assets.lib import datasets
 from fti_assets.lib.datasets import (
-    LABEL_REPORTED_AT,
     DatasetConfig,
     build_training_frame,
     list_datasets,
     load_dataset,
-    model_feature_columns,
     write_dataset,
 )
 from fti_assets.lib.feature_groups import (
@@ -37,9 +35,14 @@ from fti_assets.lib.feature_groups import (
     FeatureGroupSpec,
     FeatureSpec,
 )
+from fti_assets.lib.feature_views import FeatureSelection, FeatureView, ResolvedView, resolve
 from fti_assets.lib.offline_store import connect, lake_environment
 from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.windows import build_card_transaction_features, card_window_feature_columns
+from fti_assets.specs.feature_views import CARD_TRANSACTION_CONTEXT, FRAUD_FEATURES, resolved
+from fti_assets.specs.labels import FRAUD_LABEL, landed_cutoff
+
+LABEL_REPORTED_AT = "label__reported_at"
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -87,17 +90,40 @@ CARD_TX = FeatureGroupSpec(
     source="polars",
 )
 SMALL_GROUPS = (CARD_TX.name, CARD_PROFILE_FEATURES.name, MERCHANT_DAILY_FEATURES.name)
-SPECS = [CARD_TX, *FEATURE_GROUPS.values()]
+CATALOG = {**FEATURE_GROUPS, CARD_TX.name: CARD_TX}
+
+
+def small_view(
+    groups: tuple[str, ...] = SMALL_GROUPS, ttl: dict[str, timedelta] | None = None
+) -> ResolvedView:
+    """A view selecting every feature of ``groups`` (with the fraud view's request and
+    on-demand features), resolved against the test catalog."""
+    selections = tuple(
+        FeatureSelection(g, CATALOG[g].version, tuple(CATALOG[g].feature_names), (ttl or {}).get(g))
+        for g in groups
+    )
+    view = FeatureView(
+        "test_view", 1, "test", selections,
+        request_features=FRAUD_FEATURES.request_features, on_demand=CARD_TRANSACTION_CONTEXT,
+    )  # fmt: skip
+    return resolve(view, CATALOG)
+
+
+VIEW = small_view()
+
+
+def build(con: duckdb.DuckDBPyConnection, config: DatasetConfig, view: ResolvedView = VIEW):
+    return build_training_frame(con, view, FRAUD_LABEL, config)
 
 
 def small_config(**overrides: object) -> DatasetConfig:
     settings: dict[str, object] = {
+        "name": "fraud_training_dataset",
         "cutoff": CUTOFF,
         "warmup_days": 1,
         "label_maturity_days": 2,
         "valid_fraction": 0.25,
         "test_fraction": 0.25,
-        "feature_groups": SMALL_GROUPS,
     }
     settings.update(overrides)
     return DatasetConfig(**settings)  # type: ignore[arg-type]
@@ -216,7 +242,7 @@ def by_id(frame: pl.DataFrame) -> dict[str, dict[str, object]]:
 
 
 def test_one_row_per_eligible_transaction_in_time_order(store: duckdb.DuckDBPyConnection) -> None:
-    frame, info = build_training_frame(store, SPECS, small_config())
+    frame, info = build(store, small_config())
 
     # t01 falls in the warm-up day, t10 is younger than the label maturity: both left out.
     assert frame.get_column("transaction_id").to_list() == ELIGIBLE
@@ -231,7 +257,7 @@ def test_one_row_per_eligible_transaction_in_time_order(store: duckdb.DuckDBPyCo
 
 
 def test_labels_are_those_known_at_the_cutoff(store: duckdb.DuckDBPyConnection) -> None:
-    frame, info = build_training_frame(store, SPECS, small_config())
+    frame, info = build(store, small_config())
     rows = by_id(frame)
 
     fraud = {tx for tx, row in rows.items() if row["is_fraud"] == 1}
@@ -242,9 +268,7 @@ def test_labels_are_those_known_at_the_cutoff(store: duckdb.DuckDBPyConnection) 
     assert info.positives["total"] == 3
 
     # Two days later (same label window thanks to a longer maturity) t05's report is known.
-    later, _ = build_training_frame(
-        store, SPECS, small_config(cutoff=at(12), label_maturity_days=4)
-    )
+    later, _ = build(store, small_config(cutoff=at(12), label_maturity_days=4))
     assert later.get_column("transaction_id").to_list() == ELIGIBLE
     assert by_id(later)["t05"]["is_fraud"] == 1
 
@@ -252,7 +276,7 @@ def test_labels_are_those_known_at_the_cutoff(store: duckdb.DuckDBPyConnection) 
 def test_features_come_from_rows_strictly_before_the_transaction(
     store: duckdb.DuckDBPyConnection,
 ) -> None:
-    frame, _ = build_training_frame(store, SPECS, small_config())
+    frame, _ = build(store, small_config())
     rows = by_id(frame)
 
     for group in SMALL_GROUPS:
@@ -271,8 +295,8 @@ def test_features_come_from_rows_strictly_before_the_transaction(
 
 
 def test_ttl_turns_stale_feature_rows_into_nulls(store: duckdb.DuckDBPyConnection) -> None:
-    config = small_config(ttl={CARD_TX.name: timedelta(days=1)})
-    rows = by_id(build_training_frame(store, SPECS, config)[0])
+    view = small_view(ttl={CARD_TX.name: timedelta(days=1)})
+    rows = by_id(build(store, small_config(), view)[0])
 
     # t04's previous c1 transaction is 23 h old: kept. t06's is 27 h old: dropped.
     assert rows["t04"]["card_transaction_features__event_time"] == at(2, 9)
@@ -283,7 +307,7 @@ def test_ttl_turns_stale_feature_rows_into_nulls(store: duckdb.DuckDBPyConnectio
 def test_split_is_by_time_with_ordered_non_overlapping_boundaries(
     store: duckdb.DuckDBPyConnection,
 ) -> None:
-    frame, info = build_training_frame(store, SPECS, small_config())
+    frame, info = build(store, small_config())
     bounds = info.boundaries
 
     assert bounds["train_start"] <= bounds["valid_start"] <= bounds["test_start"] <= bounds["end"]
@@ -303,24 +327,22 @@ def test_default_cutoff_is_the_end_of_the_last_day_both_sources_landed(
     store: duckdb.DuckDBPyConnection,
 ) -> None:
     # Transactions landed up to 09-08, labels up to 09-11: the earlier day wins.
-    assert datasets.default_cutoff(store) == at(9)
-    _, info = build_training_frame(store, SPECS, small_config(cutoff=None))
+    assert landed_cutoff(store) == at(9)
+    _, info = build(store, small_config(cutoff=None))
     assert info.cutoff == at(9) and info.end == at(7)
 
 
-@pytest.mark.parametrize(
-    ("config", "message"),
-    [
-        (small_config(feature_groups=("no_such_group",)), "no_such_group"),
-        (small_config(feature_groups=("card_daily_features",)), "card_daily_features_v1"),
-        (small_config(cutoff=at(3)), "no label window"),
-    ],
-)
 def test_build_refuses_unknown_groups_missing_tables_and_empty_windows(
-    store: duckdb.DuckDBPyConnection, config: DatasetConfig, message: str
+    store: duckdb.DuckDBPyConnection,
 ) -> None:
-    with pytest.raises(ValueError, match=message):
-        build_training_frame(store, SPECS, config)
+    unknown = FeatureView("v", 1, "test", (FeatureSelection("no_such_group", 1, ("x",)),))
+    with pytest.raises(ValueError, match="unknown group 'no_such_group'"):
+        resolve(unknown, CATALOG)
+    daily_only = small_view(groups=("card_daily_features", "card_profile_features", CARD_TX.name))
+    with pytest.raises(ValueError, match="card_daily_features_v1"):
+        build(store, small_config(), daily_only)
+    with pytest.raises(ValueError, match="no label window"):
+        build(store, small_config(cutoff=at(3)))
 
 
 @pytest.mark.parametrize(
@@ -328,7 +350,6 @@ def test_build_refuses_unknown_groups_missing_tables_and_empty_windows(
     [
         ({"cutoff": datetime(2026, 9, 10)}, "naive"),
         ({"valid_fraction": 0.5, "test_fraction": 0.5}, "sum < 1"),
-        ({"ttl": {"merchant_profile_features": timedelta(days=1)}}, "not in feature_groups"),
         ({"name": "../escape"}, "not valid"),
     ],
 )
@@ -338,7 +359,7 @@ def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -
 
 
 def test_default_feature_columns_hold_model_inputs_only() -> None:
-    features, categorical = model_feature_columns(SPECS)
+    features, categorical = small_view(groups=tuple(CATALOG)).input_columns()
 
     assert set(categorical) <= set(features)
     assert "merchant_daily_features__fraud_rate_30d" in features
@@ -354,15 +375,14 @@ def test_default_feature_columns_hold_model_inputs_only() -> None:
 
 
 def write(frame: pl.DataFrame, info: datasets.BuildInfo, root: Path) -> datasets.DatasetVersion:
-    features, categorical = model_feature_columns(
-        [CARD_TX, CARD_PROFILE_FEATURES, MERCHANT_DAILY_FEATURES]
-    )
+    features, categorical = VIEW.input_columns()
     return write_dataset(
         frame,
         info,
         root,
         feature_columns=features,
         categorical_columns=categorical,
+        label="is_fraud",
         code_version="test-sha",
     )
 
@@ -371,11 +391,11 @@ def test_every_write_is_a_new_immutable_version(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
     root = tmp_path / "datasets"
-    first = write(*build_training_frame(store, SPECS, small_config()), root)
+    first = write(*build(store, small_config()), root)
     first_bytes = first.data_path.read_bytes()
     first_manifest = first.manifest_path.read_text()
 
-    second = write(*build_training_frame(store, SPECS, small_config()), root)
+    second = write(*build(store, small_config()), root)
 
     assert (first.version, second.version) == ("v0001", "v0002")
     assert first.data_path == root / "fraud_training_dataset" / "v0001" / "data.parquet"
@@ -385,7 +405,7 @@ def test_every_write_is_a_new_immutable_version(
         assert stat.S_IMODE(path.stat().st_mode) == 0o444, path
     # Same data, same content: both hashes agree across the two versions.
     assert first.manifest["content_hash"] == second.manifest["content_hash"]
-    assert [v.version for v in list_datasets(root)] == ["v0001", "v0002"]
+    assert [v.version for v in list_datasets(root, "fraud_training_dataset")] == ["v0001", "v0002"]
     assert not [p for p in (root / "fraud_training_dataset").iterdir() if p.name.startswith(".")]
 
 
@@ -393,7 +413,7 @@ def test_a_version_taken_by_a_concurrent_writer_is_skipped(
     store: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "datasets"
-    frame, info = build_training_frame(store, SPECS, small_config())
+    frame, info = build(store, small_config())
     first = write(frame, info, root)
     # A writer that looked before v0001 existed tries v0001 first.
     monkeypatch.setattr(datasets, "_latest_number", lambda name_dir: 0)
@@ -407,13 +427,18 @@ def test_a_version_taken_by_a_concurrent_writer_is_skipped(
 
 
 def test_manifest_describes_the_dataset(store: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    frame, info = build_training_frame(store, SPECS, small_config())
+    frame, info = build(store, small_config())
     manifest = write(frame, info, tmp_path).manifest
 
     assert manifest["name"] == "fraud_training_dataset" and manifest["version"] == "v0001"
     assert manifest["label"]["cutoff"] == "2026-09-10T00:00:00+00:00"
     assert manifest["label"]["maturity_days"] == 2 and manifest["warmup_days"] == 1
-    assert manifest["label"]["table"] == "raw_fraud_labels"
+    assert manifest["label"]["sources"] == ["raw_transactions", "raw_fraud_labels"]
+    assert manifest["label"]["time_column"] == "transaction_time"
+    view = manifest["feature_view"]
+    assert (view["name"], view["version"]) == ("test_view", 1)
+    assert view["fingerprint"] == VIEW.view.fingerprint()
+    assert manifest["lake_snapshot"] == manifest["feature_groups"][CARD_TX.name]["lake_snapshot"]
     assert manifest["time_range"] == {
         "start": "2026-09-02T00:00:00+00:00",
         "end": "2026-09-08T00:00:00+00:00",
@@ -442,7 +467,7 @@ def test_manifest_describes_the_dataset(store: duckdb.DuckDBPyConnection, tmp_pa
 def test_load_returns_the_written_frame_and_detects_tampering(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    frame, info = build_training_frame(store, SPECS, small_config())
+    frame, info = build(store, small_config())
     first = write(frame, info, tmp_path)
     write(frame.filter(pl.col("transaction_id") != "t09"), info, tmp_path)
 
@@ -465,7 +490,7 @@ def test_load_returns_the_written_frame_and_detects_tampering(
 def test_write_rejects_inconsistent_column_lists(
     store: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    frame, info = build_training_frame(store, SPECS, small_config())
+    frame, info = build(store, small_config())
     cases = [
         (["amount", "is_fraud"], [], "must not be among the feature columns"),
         (["amount"], ["category"], "not in feature_columns"),
@@ -479,9 +504,10 @@ def test_write_rejects_inconsistent_column_lists(
                 tmp_path,
                 feature_columns=features,
                 categorical_columns=categorical,
+                label="is_fraud",
                 code_version="x",
             )
-    assert list_datasets(tmp_path) == []
+    assert list_datasets(tmp_path, "fraud_training_dataset") == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,25 +572,35 @@ def generated_store(tmp_path_factory: pytest.TempPathFactory) -> LakeConfig:
 @pytest.mark.slow
 def test_dataset_from_generated_data(generated_store: LakeConfig, tmp_path: Path) -> None:
     from fti_assets.lib.leakage import check_leakage
+    from fti_assets.specs.leakage import FRAUD_DOMAIN_RULES
 
+    view = resolved(FRAUD_FEATURES)
     con = connect(generated_store, read_only=True)
     try:
-        frame, info = build_training_frame(con, SPECS, DatasetConfig())
+        frame, info = build_training_frame(
+            con, view, FRAUD_LABEL, DatasetConfig("fraud_training_dataset")
+        )
         raw = con.sql("select * from raw_transactions").pl()
         labels = con.sql("select * from raw_fraud_labels").pl()
         version = write_dataset(
             frame,
             info,
             tmp_path,
-            feature_columns=model_feature_columns(SPECS)[0],
-            categorical_columns=model_feature_columns(SPECS)[1],
+            feature_columns=view.input_columns()[0],
+            categorical_columns=view.input_columns()[1],
+            label="is_fraud",
         )
         loaded, manifest = load_dataset(tmp_path, "fraud_training_dataset", version.version)
-        report = check_leakage(con, loaded, manifest)
+        report = check_leakage(con, loaded, manifest, FRAUD_DOMAIN_RULES)
         earlier, _ = build_training_frame(
             con,
-            SPECS,
-            DatasetConfig(cutoff=info.cutoff - timedelta(days=15), label_maturity_days=6),
+            view,
+            FRAUD_LABEL,
+            DatasetConfig(
+                "fraud_training_dataset",
+                cutoff=info.cutoff - timedelta(days=15),
+                label_maturity_days=6,
+            ),
         )
     finally:
         con.close()
@@ -592,12 +628,12 @@ def test_dataset_from_generated_data(generated_store: LakeConfig, tmp_path: Path
     )
     assert (expected.get_column("is_fraud") == expected.get_column("expected")).all()
     assert all(info.positives[s] > 0 for s in ("train", "valid", "test"))
-    for group in DatasetConfig().feature_groups:
+    for group in (s.group for s in FRAUD_FEATURES.selections):
         used = frame.get_column(f"{group}__event_time")
         assert (used.is_null() | (used < frame.get_column("transaction_time"))).all(), group
         assert used.null_count() < frame.height, group
     assert report.passed, report.findings
-    assert report.merchant_rows_sampled == min(2000, frame.height)
+    assert report.rows_recounted == min(2000, frame.height)
     # 15 days earlier, same rows: fraud reported in those 15 days is not known yet.
     assert earlier.get_column("transaction_id").equals(frame.get_column("transaction_id"))
     assert (earlier.get_column(LABEL_REPORTED_AT) <= info.cutoff - timedelta(days=15)).all()

@@ -93,7 +93,14 @@ def test_same_config_writes_byte_identical_files(tmp_path: Path) -> None:
     generate(config, tmp_path / "a")
     generate(config, tmp_path / "b")
     first, second = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
-    assert len(first) == 2 * config.days + 4
+    world = {k: v for k, v in first.items() if k.startswith("world/")}
+    landing = {k: v for k, v in first.items() if k.startswith("landing/")}
+    assert len(world) == 2 * config.days + 3  # + the oracle
+    assert len(first) == len(world) + len(landing) + 1
+    # Every day is released by default: the landing zone is a byte-identical copy of the world.
+    assert {k.removeprefix("landing/"): v for k, v in landing.items()} == {
+        k.removeprefix("world/"): v for k, v in world.items()
+    }
     assert first == second
 
     generate(replace(config, seed=8), tmp_path / "c")
@@ -366,6 +373,61 @@ def test_drift_changes_data_only_from_the_drift_day(tmp_path: Path) -> None:
     assert pre["card_testing"] == 0 == no_drift_post["card_testing"] < post["card_testing"]
 
 
+def _without_ids(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop("transaction_id").sort("transaction_time", "card_id", "amount")
+
+
+def test_drift_kinds_split_covariate_shift_from_the_new_fraud_pattern(tmp_path: Path) -> None:
+    base = replace(SMALL, days=6)
+    drift_day = 3
+    generate(base, tmp_path / "base")
+    for kind in ("covariate", "concept"):
+        generate(replace(base, drift_from=drift_day, drift_kind=kind), tmp_path / kind)
+
+    def after_drift(data_dir: Path) -> pl.DataFrame:
+        tx = _read_dir(data_dir / "landing" / "transactions").join(
+            pl.read_parquet(data_dir / "oracle" / "transactions_oracle.parquet"),
+            on="transaction_id",
+        )
+        return tx.filter(pl.col("transaction_time").dt.date() >= base.start + timedelta(drift_day))
+
+    plain = after_drift(tmp_path / "base")
+    covariate = after_drift(tmp_path / "covariate")
+    concept = after_drift(tmp_path / "concept")
+    # covariate: amounts up, channel mix online, and no new fraud pattern
+    assert covariate.filter(pl.col("pattern") == "card_testing").height == 0
+    assert (
+        (covariate["channel"] == "online").mean()
+        > 0.5
+        > 0.4
+        > (plain["channel"] == "online").mean()
+    )
+    assert covariate["amount"].median() > 1.25 * plain["amount"].median()
+    # concept: card testing appears, everything else is the transactions of the plain world
+    testing = concept.filter(pl.col("pattern") == "card_testing")
+    assert testing.height > 0
+    assert (
+        _without_ids(concept.filter(pl.col("pattern") != "card_testing"))
+        .select("card_id", "merchant_id", "amount", "channel", "transaction_time")
+        .equals(
+            _without_ids(plain).select(
+                "card_id", "merchant_id", "amount", "channel", "transaction_time"
+            )
+        )
+    )
+    manifest = json.loads((tmp_path / "concept" / "world" / "_manifest.json").read_text())
+    assert manifest["drift"] == {
+        "kind": "concept",
+        "from_day_index": drift_day,
+        "from": (base.start + timedelta(drift_day)).isoformat(),
+    }
+
+
+def test_unknown_drift_kind_is_rejected_naming_the_kinds() -> None:
+    with pytest.raises(ValueError, match=r"drift_kind='label'.*covariate"):
+        GeneratorConfig(drift_from=1, drift_kind="label")
+
+
 def test_card_testing_is_tiny_online_digital_goods_with_high_fraud_probability(
     tmp_path: Path,
 ) -> None:
@@ -392,7 +454,10 @@ def test_manifest_describes_the_run(run: tuple[Path, GenerationSummary]) -> None
     assert manifest["counts"]["fraud"] == summary.fraud
     assert manifest["counts"]["labels_written"] == summary.labels_written
     assert manifest["bad_rows"] == {}
-    assert summary.files == len(_hashes(data_dir))
+    assert manifest["drift"] is None
+    world_and_oracle = [k for k in _hashes(data_dir) if k.startswith(("world/", "oracle/"))]
+    assert summary.files == len(world_and_oracle)
+    assert summary.released_days == SMALL.days
 
 
 @pytest.mark.parametrize(

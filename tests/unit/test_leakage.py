@@ -10,24 +10,38 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fti_assets.lib.datasets import (
-    LABEL_REPORTED_AT,
-    BuildInfo,
-    build_training_frame,
-    model_feature_columns,
-)
-from fti_assets.lib.feature_groups import CARD_PROFILE_FEATURES, MERCHANT_DAILY_FEATURES
-from fti_assets.lib.leakage import check_leakage
+from fti_assets.lib.datasets import BuildInfo
+from fti_assets.lib.feature_groups import MERCHANT_DAILY_FEATURES
+from fti_assets.lib.leakage import LeakageReport
+from fti_assets.lib.leakage import check_leakage as _check_leakage
 from fti_assets.lib.offline_store import connect
-from tests.unit.test_datasets import CARD_TX, SPECS, make_store, small_config
-
-FEATURES, CATEGORICAL = model_feature_columns(
-    [CARD_TX, CARD_PROFILE_FEATURES, MERCHANT_DAILY_FEATURES]
+from fti_assets.specs.leakage import FRAUD_DOMAIN_RULES
+from tests.unit.test_datasets import (
+    CARD_TX,
+    LABEL_REPORTED_AT,
+    VIEW,
+    build,
+    make_store,
+    small_config,
 )
+
+FEATURES, CATEGORICAL = VIEW.input_columns()
 
 
 def manifest_like(info: BuildInfo, extra_features: tuple[str, ...] = ()) -> dict[str, object]:
-    return {"feature_columns": [*FEATURES, *extra_features], "feature_groups": info.feature_groups}
+    return {
+        "feature_columns": [*FEATURES, *extra_features],
+        "feature_groups": info.feature_groups,
+        "label_column": "is_fraud",
+        "label": {"time_column": "transaction_time"},
+    }
+
+
+def check_leakage(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, manifest, **kw
+) -> LeakageReport:
+    """The canary with the fraud domain's rules (the merchant fraud recount)."""
+    return _check_leakage(con, frame, manifest, FRAUD_DOMAIN_RULES, **kw)
 
 
 @pytest.fixture
@@ -39,7 +53,7 @@ def store(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 @pytest.fixture
 def clean(store: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, BuildInfo]:
-    return build_training_frame(store, SPECS, small_config())
+    return build(store, small_config())
 
 
 def test_a_clean_dataset_passes(
@@ -51,7 +65,7 @@ def test_a_clean_dataset_passes(
     assert report.passed, report.findings
     assert report.rows_checked == 8
     # Every row's merchant fraud count was recounted from the raw tables, and matched.
-    assert report.merchant_rows_sampled == 8
+    assert report.rows_recounted == 8
     assert report.to_metadata()["passed"] is True
 
 
@@ -151,7 +165,15 @@ def test_catches_a_perfect_separator_but_not_a_merely_useful_feature() -> None:
         }
     )
     with duckdb.connect() as con:
-        report = check_leakage(con, frame, {"feature_columns": ["useful", "leaky", "case_amount"]})
+        report = check_leakage(
+            con,
+            frame,
+            {
+                "feature_columns": ["useful", "leaky", "case_amount"],
+                "label_column": "is_fraud",
+                "label": {"time_column": "transaction_time"},
+            },
+        )
 
     flagged = sorted(f.split("'")[1] for f in report.findings)
     assert flagged == ["case_amount", "leaky"]
@@ -162,7 +184,7 @@ def test_catches_merchant_fraud_counted_with_labels_reported_later(tmp_path: Pat
     lake = make_store(tmp_path / "leaky", leaky_merchant_fraud=True)
     con = connect(lake, read_only=True)
     try:
-        frame, info = build_training_frame(con, SPECS, small_config())
+        frame, info = build(con, small_config())
         report = check_leakage(con, frame, manifest_like(info))
     finally:
         con.close()

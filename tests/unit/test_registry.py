@@ -564,8 +564,44 @@ def test_a_registry_of_another_schema_version_is_refused(
     con.execute("PRAGMA user_version = 7")
     con.close()
 
-    with pytest.raises(RuntimeError, match="has schema version 7; this code reads version 1"):
+    with pytest.raises(RuntimeError, match="has schema version 7; this code reads version 2"):
         ModelRegistry(registry.path, registry.models_dir)
+
+
+def test_a_schema_1_registry_is_migrated_in_place(registry: ModelRegistry, artifact: Path) -> None:
+    """Schema 1 had no feature views: opening it adds them, keeping every version."""
+    registered = _register(registry, artifact)
+    con = sqlite3.connect(registry.path)
+    con.execute("DROP TABLE feature_views")
+    con.execute('ALTER TABLE model_versions DROP COLUMN "feature_view"')
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+
+    migrated = ModelRegistry(registry.path, registry.models_dir)
+    assert migrated.get("fraud", registered.version).feature_view is None
+    assert migrated.feature_views() == []
+    con = sqlite3.connect(registry.path)
+    assert con.execute("PRAGMA user_version").fetchone() == (2,)
+    con.close()
+
+
+VIEW = {"name": "card_view", "version": 1, "fingerprint": "a" * 64, "definition": {"x": 1}}
+
+
+def test_the_feature_view_a_version_was_trained_on_is_kept_and_cannot_change(
+    registry: ModelRegistry, artifact: Path
+) -> None:
+    first = _register(registry, artifact, feature_view=VIEW)
+    assert first.feature_view == "card_view@v1"
+    assert first.feature_view_key == ("card_view", 1)
+    assert registry.feature_view("card_view", 1) == {"x": 1}
+    _register(registry, artifact, feature_view=VIEW)  # the same view again: fine
+    [row] = registry.feature_views()
+    assert row["models"].count("fraud v") == 2
+    changed = {**VIEW, "fingerprint": "b" * 64, "definition": {"x": 2}}
+    with pytest.raises(ValueError, match="card_view v1 was registered with another selection"):
+        _register(registry, artifact, feature_view=changed)
 
 
 # The registry tables of earlier releases, in the offline store's DuckDB file.

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from fti_assets.lib import registry as registry_module
-from fti_assets.lib.datasets import join_features, model_feature_columns
+from fti_assets.lib.datasets import join_features
 from fti_assets.lib.domain import AGE_BANDS, CATEGORIES, CHANNELS, RISK_PROFILES
 from fti_assets.lib.feature_groups import (
     CARD_DAILY_FEATURES,
@@ -35,6 +35,7 @@ from fti_assets.lib.serving import ChampionModel, FeatureAssembler, online_group
 from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.training import TrainParams, TrainResult, train_model
 from fti_assets.lib.windows import build_card_transaction_features
+from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
 
 UTC_US = pl.Datetime("us", "UTC")
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
@@ -136,7 +137,7 @@ def training_frame(n: int, seed: int, *, label_shift: float = 0.0) -> pl.DataFra
 
 def train_small_model(out_dir: Path, seed: int, n_estimators: int = 30) -> TrainResult:
     """A real LightGBM artifact over the service's feature names (seconds)."""
-    numeric_and_categorical, categorical = model_feature_columns(online_groups())
+    numeric_and_categorical, categorical = resolved(FRAUD_FEATURES).input_columns()
     numeric = [c for c in numeric_and_categorical if c not in categorical]
     return train_model(
         training_frame(3000, seed),
@@ -268,7 +269,8 @@ def _training_rows(
             arrow = tables[spec.name].to_arrow()  # noqa: F841 - read by name in the SQL below
             con.execute(f'create table "{spec.table}" as select * from arrow')
         labels = pl.DataFrame(requests).with_columns(pl.col("transaction_time").cast(UTC_US))
-        return join_features(con, labels, online_groups()).rows(named=True)
+        view = resolved(FRAUD_FEATURES)
+        return join_features(con, labels, view, "transaction_time").rows(named=True)
     finally:
         con.close()
 
@@ -279,7 +281,7 @@ def test_online_vector_equals_the_training_row(
     requests = [request(c, m) for c in CARDS for m in MERCHANTS]
     expected_rows = _training_rows(tmp_path, tables, requests)
     assembler = FeatureAssembler(store)
-    model_columns, _ = model_feature_columns(online_groups())
+    model_columns, _ = resolved(FRAUD_FEATURES).input_columns()
     assert set(model_columns) <= set(assembler.feature_names)
 
     for req, expected in zip(requests, expected_rows, strict=True):

@@ -10,6 +10,7 @@ back in time, whichever path wrote it last.
 
 import dagster as dg
 
+from fti_assets.defs.automation import daily_condition, latest_condition
 from fti_assets.defs.metadata import (
     FEATURE_FRESHNESS,
     OWNERS,
@@ -19,7 +20,7 @@ from fti_assets.defs.metadata import (
 from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
 from fti_assets.lib.feature_pipelines import latest_offline_rows, refresh_card_transaction_features
 from fti_assets.lib.offline_store import current_snapshot
-from fti_assets.partitions import daily_partitions, lookback_dep, single_run
+from fti_assets.partitions import DAILY_TAGS, daily_partitions, lookback_dep, single_run
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource, online_store_kind
 
 
@@ -34,6 +35,8 @@ from fti_assets.resources import OfflineStoreResource, OnlineStoreResource, onli
     metadata=feature_group_metadata(CARD_TRANSACTION_FEATURES),
     freshness_policy=FEATURE_FRESHNESS,
     description=CARD_TRANSACTION_FEATURES.description,
+    tags=DAILY_TAGS,
+    automation_condition=daily_condition(),
 )
 def card_transaction_features(
     context: dg.AssetExecutionContext, offline_store: OfflineStoreResource
@@ -67,6 +70,7 @@ def _online_asset(group: str) -> dg.AssetsDefinition:
             f"v{spec.version} in the online store (one atomic write per run)."
         ),
         metadata={"feature_group": group, "feature_group_version": spec.version},
+        automation_condition=latest_condition(),
     )
     def _asset(
         offline_store: OfflineStoreResource, online_store: OnlineStoreResource

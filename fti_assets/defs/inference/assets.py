@@ -9,16 +9,26 @@ import polars as pl
 from fti_assets.defs.metadata import OWNERS, markdown_table
 from fti_assets.lib.inference_log import read_inference_logs
 from fti_assets.lib.offline_store import Replacement, replace_partitions
-from fti_assets.partitions import log_partitions, single_run
+from fti_assets.partitions import DAILY_TAGS, log_partitions, single_run
 from fti_assets.resources import DataDirResource, OfflineStoreResource
+
+# The service appends to its log all day: today's and yesterday's partitions are reloaded every
+# 15 minutes (each replaced atomically), so the day's requests reach monitoring while it runs.
+RELOAD_LOGS = (
+    dg.AutomationCondition.in_latest_time_window(timedelta(days=1))
+    & dg.AutomationCondition.cron_tick_passed("*/15 * * * *", "UTC").since_last_handled()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("reload today's and yesterday's logged requests every 15 minutes")
 
 
 @dg.asset(
     group_name="inference",
-    kinds={"duckdb", "json"},
+    kinds={"ducklake", "json"},
     owners=OWNERS,
     partitions_def=log_partitions,
     backfill_policy=single_run,
+    tags=DAILY_TAGS,
+    automation_condition=RELOAD_LOGS,
 )
 def inference_log(
     context: dg.AssetExecutionContext,

@@ -14,7 +14,7 @@ import dagster as dg
 import duckdb
 
 from fti_assets.defs.metadata import OWNERS, markdown_table
-from fti_assets.partitions import daily_partitions, lookback_dep, single_run
+from fti_assets.partitions import DAILY_TAGS, daily_partitions, lookback_dep, single_run
 from fti_assets.resources import DataDirResource, OfflineStoreResource
 
 if TYPE_CHECKING:
@@ -131,7 +131,10 @@ def raw_merchants(
 
 
 @raw_asset(
-    partitions_def=daily_partitions, backfill_policy=single_run, deps=[raw_cards, raw_merchants]
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    deps=[raw_cards, raw_merchants],
+    tags={"layer": "raw", **DAILY_TAGS},
 )
 def raw_transactions(
     context: dg.AssetExecutionContext,
@@ -149,6 +152,7 @@ def raw_transactions(
     backfill_policy=single_run,
     # A label reported on day d refers to a transaction of the 30 days before.
     deps=[lookback_dep("raw_transactions", days=30)],
+    tags={"layer": "raw", **DAILY_TAGS},
 )
 def raw_fraud_labels(
     context: dg.AssetExecutionContext,

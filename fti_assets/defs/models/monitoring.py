@@ -29,17 +29,18 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from fti_assets.defs.automation import daily_condition
 from fti_assets.defs.metadata import markdown_table
-from fti_assets.defs.models.automation import monitoring_condition
 from fti_assets.lib.datasets import load_dataset
 from fti_assets.lib.offline_store import Replacement, read_frame, replace_partitions, table_exists
 from fti_assets.lib.registry import ModelRegistry, ModelVersion
-from fti_assets.partitions import daily_partitions, log_partitions, lookback_dep, single_run
+from fti_assets.partitions import DAILY_TAGS, daily_partitions, log_partitions, single_run
 from fti_assets.resources import (
     DataDirResource,
     ModelRegistryResource,
     OfflineStoreResource,
 )
+from fti_assets.specs.feature_views import view_of_model
 from fti_assets.specs.models import ModelSpec
 
 DRIFT_TABLE = "monitoring_feature_drift"
@@ -200,13 +201,7 @@ def _scored_rows(con, spec: ModelSpec, day: date) -> pl.DataFrame:
     """The day's batch-scored rows (empty when the day was not scored)."""
     if not table_exists(con, spec.predictions_table):
         return pl.DataFrame()
-    start, end = day_bounds(day)
-    return read_frame(
-        con,
-        f'select * from "{spec.predictions_table}" '
-        "where transaction_time >= ? and transaction_time < ?",
-        [start, end],
-    )
+    return read_frame(con, f'select * from "{spec.predictions_table}" where score_day = ?', [day])
 
 
 def _latest_version(rows: pl.DataFrame) -> int | None:
@@ -236,13 +231,14 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         "owners": owners,
         "partitions_def": daily_partitions,
         "backfill_policy": single_run,
+        "tags": DAILY_TAGS,
     }
 
     @dg.asset(
         key=drift_key,
         kinds={"evidently", "polars", "ducklake"},
         deps=[predictions],
-        automation_condition=monitoring_condition(),
+        automation_condition=daily_condition(),
         description=(
             f"Feature drift of {spec.name}'s scored rows against its training reference: the "
             "test Evidently's DataDriftPreset picks per column, on every row, plus PSI; and an "
@@ -385,7 +381,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         key=dg.AssetKey(f"{spec.name}_prediction_drift_report"),
         kinds={"polars", "ducklake"},
         deps=[predictions],
-        automation_condition=monitoring_condition(),
+        automation_condition=daily_condition(),
         description=(
             f"Drift of {spec.name}'s score distribution: the day's probabilities against the "
             "scoring version's probabilities on its own test split (the test Evidently would "
@@ -464,7 +460,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         key=estimate_key,
         kinds={"numpy", "ducklake"},
         deps=[predictions],
-        automation_condition=monitoring_condition(),
+        automation_condition=daily_condition(),
         description=(
             f"{spec.name}'s performance expected from its calibrated probabilities before any "
             "label arrives (confidence-based estimation, the idea NannyML calls CBPE): expected "
@@ -553,11 +549,14 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
     @dg.asset(
         key=dg.AssetKey(f"{spec.name}_performance_report"),
         kinds={"evidently", "ducklake"},
+        # The report day's scored rows and labels: it also reads the earlier scored days of its
+        # label window from the lake, not declared as dependencies, so a window reaching back
+        # before the first champion (days never scored) does not hold it up.
         deps=[
-            lookback_dep(spec.predictions_table, days=maturity_days),
+            predictions,
             *(dg.AssetDep(source) for source in spec.label_sources if source != "raw_transactions"),
         ],
-        automation_condition=monitoring_condition(),
+        automation_condition=daily_condition(),
         description=(
             f"{spec.name}'s performance on the labels known at the end of the report day, for "
             f"every scored day of the {maturity_days}-day label window: label coverage, "
@@ -579,7 +578,10 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
 
         versions = _Versions(spec, model_registry.registry(), data_dir)
         maturity = timedelta(days=maturity_days)
-        columns = Columns(probability=PROBABILITY, label=spec.label_column)
+        columns = Columns(
+            key="example_id", probability=PROBABILITY, prediction_time="prediction_time",
+            label=spec.label.column, reported_at="reported_at",
+        )  # fmt: skip
         report_rows, final_report = [], None
         days = days_of(context)
         first_scored = days[0] - timedelta(days=maturity_days)
@@ -587,7 +589,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         with offline_store.connection() as con:
             # One read of every scored row, label and estimate the run's windows cover.
             scored = _scored_between(con, spec, first_scored, days[-1])
-            labels = spec.labels_for_monitoring(
+            labels = spec.monitoring_labels(
                 con, day_bounds(first_scored)[0], day_bounds(days[-1])[1]
             )
             estimates = _estimates(con, spec.name)
@@ -655,16 +657,16 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
             scored_day, rows, labels, version = final_report
             threshold = versions.operating_threshold(version)
             labelled = rows.join(
-                labels.sort("reported_at").unique("transaction_id", keep="last"),
-                on="transaction_id",
+                labels.sort("reported_at").unique("example_id", keep="last"),
+                on="example_id",
                 how="left",
-            ).with_columns(pl.col(spec.label_column).fill_null(0).cast(pl.Int64))
-            if threshold is not None and labelled[spec.label_column].n_unique() == 2:
+            ).with_columns(pl.col(spec.label.column).fill_null(0).cast(pl.Int64))
+            if threshold is not None and labelled[spec.label.column].n_unique() == 2:
                 html = (
                     data_dir.layout.reports_dir / spec.name / "performance" / f"{scored_day}.html"
                 )
                 evidently_classification_report(
-                    labelled, html, target=spec.label_column, probability=PROBABILITY,
+                    labelled, html, target=spec.label.column, probability=PROBABILITY,
                     threshold=threshold, max_rows=settings.sample_rows,
                 )  # fmt: skip
                 metadata["evidently_report"] = _report_url(data_dir, html)
@@ -687,9 +689,8 @@ def _scored_between(con, spec: ModelSpec, first: date, last: date) -> pl.DataFra
         return pl.DataFrame()
     return read_frame(
         con,
-        f'select * from "{spec.predictions_table}" '
-        "where transaction_time >= ? and transaction_time < ?",
-        [day_bounds(first)[0], day_bounds(last)[1]],
+        f'select * from "{spec.predictions_table}" where score_day >= ? and score_day <= ?',
+        [first, last],
     )
 
 
@@ -699,9 +700,9 @@ def _split_by_day(
     """Scored rows and their labels, per UTC day of the prediction."""
     if scored.is_empty():
         return {}
-    scored = scored.with_columns(pl.col("transaction_time").dt.date().alias("__day"))
-    days = scored.select("transaction_id", "__day")
-    labelled = labels.join(days, on="transaction_id", how="inner")
+    scored = scored.with_columns(pl.col("score_day").alias("__day"))
+    days = scored.select("example_id", "__day")
+    labelled = labels.join(days, on="example_id", how="inner")
     label_parts = labelled.partition_by("__day", as_dict=True)
     out = {}
     for (day,), rows in scored.partition_by("__day", as_dict=True).items():
@@ -725,7 +726,6 @@ def _skew_of(con, logged: pl.DataFrame, registry: ModelRegistry, spec: ModelSpec
     version that served them."""
     import orjson
 
-    from fti_assets.lib.batch_scoring import groups_for
     from fti_assets.lib.datasets import join_features
     from fti_assets.lib.monitoring.skew import FeatureSkew, SkewResult, compare_vectors
 
@@ -735,16 +735,20 @@ def _skew_of(con, logged: pl.DataFrame, registry: ModelRegistry, spec: ModelSpec
     for (version,), rows in logged.group_by("model_version"):
         model = registry.get(spec.name, int(version))
         inputs = registry.load(spec.name, int(version)).transform.order
-        requests = rows.select(spec.request_columns).sort("transaction_time")
-        offline = join_features(con, requests, groups_for(model))
+        label = spec.label
+        requests = rows.select(*label.id_columns, label.time_column, *label.request_columns)
+        offline = join_features(
+            con, requests.sort(label.time_column), view_of_model(registry, model),
+            label.time_column,
+        )  # fmt: skip
         served = pl.DataFrame(
             [orjson.loads(text) for text in rows["features"]], infer_schema_length=None
-        ).with_columns(rows["transaction_id"])
+        ).with_columns(rows[spec.label.id_columns[0]])
         result = compare_vectors(
-            served.select("transaction_id", *[c for c in inputs if c in served.columns]),
+            served.select(spec.label.id_columns[0], *[c for c in inputs if c in served.columns]),
             offline,
             [c for c in inputs if c in served.columns],
-            "transaction_id",
+            spec.label.id_columns[0],
         )
         for f in result.features:
             entry = totals.setdefault(f.feature, [0, 0, None])
@@ -769,8 +773,11 @@ def _skew_assets(spec: ModelSpec) -> list[Any]:
         owners=list(spec.owners),
         partitions_def=log_partitions,
         backfill_policy=single_run,
-        deps=["inference_log", *spec.feature_groups],
-        automation_condition=monitoring_condition(),
+        tags=DAILY_TAGS,
+        # It reads the feature groups (point in time) too; not declared, so that a logged day
+        # whose feature day has not landed yet (a replayed world) is not held up.
+        deps=["inference_log"],
+        automation_condition=daily_condition(),
         description=(
             f"Train/serve skew of {spec.name}: each logged online request's feature vector "
             "against the same features recomputed offline (point-in-time join at the request's "

@@ -68,7 +68,10 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
         pr_auc_floor=spec.monitoring.pr_auc_floor,
         cooldown_days=spec.monitoring.cooldown_days,
     )
-    first_training_days = spec.dataset.warmup_days + spec.dataset.label_maturity_days + 7
+    # Warm-up, the label window and its maturity, and a week of examples to split.
+    first_training_days = (
+        spec.dataset.warmup_days + spec.dataset.label_maturity_days + spec.label.horizon.days + 7
+    )
 
     @dg.sensor(
         name=f"{spec.name}_retraining_sensor",
@@ -142,13 +145,15 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
 def _first_training(
     spec: ModelSpec, landed: int, needed: int, cursor: dict
 ) -> dg.SensorResult | dg.SkipReason:
-    key = f"{spec.name}:first_version"
-    if key in cursor.get("requested", []):
-        return dg.SkipReason(f"the first training of {spec.name} was requested already")
     if landed < needed:
         return dg.SkipReason(
             f"no champion yet; {landed} of the {needed} landed days the first training needs"
         )
+    # One attempt per week of landed data while there is no champion (a first version that
+    # failed its gates, or its run, is tried again with more data, not on every tick).
+    key = f"{spec.name}:first_version:{(landed - needed) // 7}"
+    if key in cursor.get("requested", []):
+        return dg.SkipReason(f"the first training of {spec.name} was requested already ({key})")
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=key, tags={"fti/breach_kind": "no_champion"})],
         cursor=json.dumps({**cursor, "requested": [*cursor.get("requested", []), key]}),

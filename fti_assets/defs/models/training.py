@@ -29,10 +29,8 @@ from fti_assets.lib.datasets import (
     dataset_of_run,
     list_datasets,
     load_dataset,
-    model_feature_columns,
     write_dataset,
 )
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
 from fti_assets.lib.leakage import check_leakage
 from fti_assets.lib.model_eval import GateConfig, GateResult
 from fti_assets.lib.offline_store import current_snapshot
@@ -44,6 +42,7 @@ from fti_assets.resources import (
     ModelRegistryResource,
     OfflineStoreResource,
 )
+from fti_assets.specs.feature_views import resolved
 from fti_assets.specs.models import ModelSpec
 
 CHALLENGER = "challenger"
@@ -161,22 +160,22 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
             warmup_days=config.warmup_days,
             valid_fraction=config.valid_fraction,
             test_fraction=config.test_fraction,
-            feature_groups=spec.feature_groups,
         )
-        groups = [FEATURE_GROUPS[name] for name in spec.feature_groups]
+        view = resolved(spec.feature_view)
         # Every table is read at ONE lake snapshot, recorded in the manifest: the dataset can
         # be rebuilt from exactly these rows later, whatever backfills change in between.
         with offline_store.connection(read_only=True) as con:
             snapshot = current_snapshot(con)
         with offline_store.connection(snapshot=snapshot) as con:
-            frame, info = build_training_frame(con, groups, dataset_config)
-        feature_columns, categorical = model_feature_columns(groups)
+            frame, info = build_training_frame(con, view, spec.label, dataset_config)
+        feature_columns, categorical = view.input_columns()
         version = write_dataset(
             frame,
             info,
             data_dir.layout.datasets_dir,
             feature_columns=feature_columns,
             categorical_columns=categorical,
+            label=spec.label.column,
             run_id=context.run_id,
         )
         manifest = version.manifest
@@ -212,6 +211,9 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
                 ),
                 "content_hash": manifest["content_hash"]["frame_sha256"],
                 "feature_count": len(feature_columns),
+                "feature_view": spec.feature_view.key,
+                "feature_view_fingerprint": spec.feature_view.fingerprint()[:12],
+                "label_rule": spec.label.rule,
                 "lake_snapshot": snapshot,
             }
         )
@@ -221,10 +223,11 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
         name=LEAKAGE_CHECK,
         blocking=True,
         description=(
-            "Leakage canary: every feature row used has event_time strictly before the label "
-            "time; no label-derived column among the features; the merchant fraud rate, "
-            "recounted from raw data (at the dataset's lake snapshot) for a sample of rows, only "
-            "counts fraud reported before its event_time."
+            "Leakage canary: every feature row used has event_time strictly before the "
+            "prediction time; no label-derived column among the features (the spec's rules); "
+            "each allow-listed label-derived feature, recounted from raw data at the dataset's "
+            "lake snapshot for a sample of rows, only counts labels reported before its "
+            "event_time."
         ),
     )
     def _leakage(
@@ -237,7 +240,7 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
         version = built.version if built is not None else None  # alone: the newest version
         frame, manifest = load_dataset(datasets_dir, spec.dataset_name, version)
         with offline_store.connection(snapshot=manifest["lake_snapshot"]) as con:
-            report = check_leakage(con, frame, manifest)
+            report = check_leakage(con, frame, manifest, spec.leakage)
         return dg.AssetCheckResult(
             passed=report.passed,
             description="no leakage found" if report.passed else "; ".join(report.findings[:5]),
@@ -297,6 +300,7 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
                     "dagster_run_id": context.run_id,
                 },
                 idempotency_key=context.run_id,
+                feature_view=manifest["feature_view"],
             )
         registry.promote(spec.name, registered.version, alias=CHALLENGER, reason="trained")
         valid = result.metrics
@@ -307,6 +311,7 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
                 "model_sha256": registered.sha256,
                 "dataset_version": manifest["version"],
                 "dataset_source": source,
+                "feature_view": registered.feature_view,
                 "feature_group_versions": markdown_table(
                     [
                         {"group": k, "version": v}
@@ -343,6 +348,7 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
         context: dg.AssetExecutionContext,
         data_dir: DataDirResource,
         model_registry: ModelRegistryResource,
+        offline_store: OfflineStoreResource,
     ) -> dg.MaterializeResult:
         from fti_assets.lib.model_eval import evaluate_candidate  # sklearn, matplotlib: lazily
 
@@ -357,12 +363,15 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
         champion = None
         if champion_meta is not None and champion_meta.version != version:
             champion = registry.load(spec.name, champion_meta.version)
-        oracle_path = data_dir.layout.oracle_dir / "transactions_oracle.parquet"
-        oracle = pl.read_parquet(oracle_path) if oracle_path.exists() else None
+        test = frame.filter(pl.col("split") == "test")
+        with offline_store.connection(read_only=True) as con:
+            oracle = spec.oracle(con, data_dir.layout.data_dir, test)
         report_path = evaluation_path(data_dir.layout.reports_dir, spec, version)
         report = evaluate_candidate(
             candidate,
-            frame.filter(pl.col("split") == "test"),
+            test,
+            label=spec.label.column,
+            slice_columns=spec.slice_columns,
             champion=champion,
             champion_version=champion_meta.version if champion is not None else None,
             oracle=oracle,
@@ -379,6 +388,7 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
             metadata={
                 "model_version": version,
                 "candidate_source": source,
+                "feature_view": candidate_meta.feature_view,
                 "report": dg.MetadataValue.path(str(report_path)),
                 "test_pr_auc": metrics["pr_auc"],
                 "test_roc_auc": metrics["roc_auc"],

@@ -22,11 +22,12 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from packaging import version
 
+from fti_assets.defs.automation import daily_condition, reference_condition
 from fti_assets.defs.metadata import FEATURE_FRESHNESS, OWNERS, feature_group_metadata
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
 from fti_assets.lib.offline_store import current_snapshot, lake_environment
 from fti_assets.lib.settings import PROJECT_ROOT
-from fti_assets.partitions import daily_partitions, single_run
+from fti_assets.partitions import DAILY_TAG, daily_partitions, single_run
 from fti_assets.resources import OfflineStoreResource
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -60,7 +61,18 @@ if _manifest_is_stale():
 
 
 class FtiDbtTranslator(DagsterDbtTranslator):
-    """Groups dbt models by stage and attaches the feature-group contract to marts."""
+    """Groups dbt models by stage, attaches the feature-group contract to marts and gives each
+    model its automation condition: daily models (dbt tag ``daily``) follow their day, the
+    others (staging views, profiles) their reference data."""
+
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> dg.AutomationCondition | None:
+        if dbt_resource_props["resource_type"] != "model":
+            return None
+        if DAILY_TAG in dbt_resource_props.get("tags", []):
+            return daily_condition()
+        return reference_condition()
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] != "model":

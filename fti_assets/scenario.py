@@ -1,0 +1,365 @@
+"""`fti scenario drift`: the loop, end to end, on a world whose data drifts from a given day.
+
+Days are released into the landing zone one at a time; after each, the platform's own sensors
+and automation conditions run against a persistent Dagster instance, exactly as the daemon would
+tick them (the landing sensor, the ``fti_automation`` conditions, every model's retraining
+sensor), each requested run executed before the next tick. Nothing is called by hand: ingest,
+dbt, features, scoring, monitoring, the retraining run, its gates and the promotion all happen
+because a sensor or a condition asked for them. A timeline row per day records what monitoring
+saw and what the loop did.
+
+The definitions are imported after the scenario's environment is set (their daily partitions
+come from the world), so run it in a process of its own: the CLI does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from fti_assets.lib.generator import GeneratorConfig, generate
+from fti_assets.lib.offline_store import connection, read_frame, table_exists
+from fti_assets.lib.settings import Settings
+from fti_assets.lib.world import advance
+
+log = logging.getLogger(__name__)
+
+MODEL = "fraud_model"
+MAX_TICKS = 12
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    seed: int = 7
+    cards: int = 1500
+    merchants: int = 200
+    days: int = 70
+    drift_from: int = 42
+    drift_kind: str = "covariate"
+    start: date = date(2026, 7, 1)
+    # Days released before the loop starts watching (a platform that already has history).
+    initial_days: int = 30
+    fraud_rate: float = 0.02
+
+
+@dataclass
+class DayRow:
+    day: str
+    day_index: int
+    rows: int = 0
+    drift_share: float | None = None
+    drifted_columns: list[str] = field(default_factory=list)
+    estimated_pr_auc: float | None = None
+    realized_pr_auc: float | None = None
+    label_coverage: float | None = None
+    skew_mismatch_rate: float | None = None
+    breach: bool = False
+    retrain_run_id: str | None = None
+    champion_version: int | None = None
+    challenger_version: int | None = None
+    promoted: bool = False
+
+
+class SimulatedDaemon:
+    """The daemon's sensors and automation, ticked in-process against one instance."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        from fti_assets.definitions import defs
+
+        self.defs = defs
+        self.instance = instance
+        self.resources = dict(defs.resources)
+        self.sensor_cursors: dict[str, str | None] = {}
+        self.automation_cursor = None
+        self.runs: list[dict[str, Any]] = []
+
+    def _sensor(self, name: str) -> dg.SensorDefinition:
+        return next(s for s in self.defs.sensors if s.name == name)
+
+    def sensor_tick(self, name: str) -> list[dg.RunRequest]:
+        sensor = self._sensor(name)
+        with dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.sensor_cursors.get(name),
+            resources=self.resources,
+        ) as context:
+            result = sensor(context)
+        if isinstance(result, dg.SensorResult):
+            if result.cursor is not None:
+                self.sensor_cursors[name] = result.cursor
+            return list(result.run_requests or [])
+        return []
+
+    def execute(
+        self, request: dg.RunRequest, job_name: str | None = None
+    ) -> dg.ExecuteInProcessResult:
+        tags = {**request.tags, **({"dagster/run_key": request.run_key} if request.run_key else {})}
+        if job_name is not None:
+            job = self.defs.resolve_job_def(job_name)
+            result = job.execute_in_process(
+                instance=self.instance, tags=tags, resources=self.resources,
+                run_config=QUIET, raise_on_error=False,
+            )  # fmt: skip
+        else:
+            result = dg.materialize(
+                [*self.defs.assets, *(self.defs.asset_checks or [])],
+                selection=list(request.asset_selection),
+                partition_key=request.partition_key,
+                tags=tags,
+                instance=self.instance,
+                resources=self.resources,
+                run_config=QUIET,
+                raise_on_error=False,
+            )
+        self.runs.append({"run_id": result.run_id, "job": job_name, "success": result.success,
+                          "tags": tags})  # fmt: skip
+        return result
+
+    def automation_tick(self) -> dict[dg.AssetKey, set[str | None]]:
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, cursor=self.automation_cursor
+        )
+        self.automation_cursor = result.cursor
+        return {
+            key: result.get_requested_partitions(key)
+            for key in self.defs.resolve_asset_graph().get_all_asset_keys()
+            if result.get_num_requested(key)
+        }
+
+    def settle_automation(self) -> None:
+        """Tick the conditions until they request nothing, running each request (one run per
+        partition window, as the daemon's runs and single-run backfills do)."""
+        for _ in range(MAX_TICKS):
+            requested = self.automation_tick()
+            if not requested:
+                return
+            by_window: dict[tuple[str, str] | None, list[dg.AssetKey]] = {}
+            for key, partitions in requested.items():
+                window = None if partitions == {None} else (min(partitions), max(partitions))
+                by_window.setdefault(window, []).append(key)
+            for window, keys in sorted(by_window.items(), key=lambda kv: kv[0] is not None):
+                tags = {}
+                if window is not None:
+                    tags = {
+                        ASSET_PARTITION_RANGE_START_TAG: window[0],
+                        ASSET_PARTITION_RANGE_END_TAG: window[1],
+                    }
+                self.execute(dg.RunRequest(asset_selection=keys, tags=tags))
+        raise RuntimeError(f"automation still requesting after {MAX_TICKS} ticks")
+
+    def tick(self) -> list[tuple[dg.RunRequest, dg.ExecuteInProcessResult]]:
+        """One round: ingest what landed, let automation settle, then the retraining sensors
+        (their runs are followed by automation again). Returns the retraining runs."""
+        for request in self.sensor_tick("landing_sensor"):
+            self.execute(request)
+            self.settle_automation()
+        self.settle_automation()
+        retrained = []
+        for sensor in self.defs.sensors:
+            if sensor.name.endswith("_retraining_sensor"):
+                for request in self.sensor_tick(sensor.name):
+                    job = sensor.job_name
+                    retrained.append((request, self.execute(request, job)))
+        if retrained:
+            self.settle_automation()
+        return retrained
+
+
+@contextmanager
+def scenario_environment(data_dir: Path) -> Iterator[None]:
+    """The scenario's data folder for this process (before the definitions are imported)."""
+    saved = {k: os.environ.get(k) for k in _ENV}
+    os.environ["FTI_DATA_DIR"] = str(data_dir)
+    for name in _ENV[1:]:
+        os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_ENV = ("FTI_DATA_DIR", "FTI_LAKE_CATALOG", "FTI_LAKE_DATA_PATH", "FTI_ONLINE_PATH",
+        "FTI_ONLINE_URL", "FTI_REGISTRY_PATH", "FTI_START_DATE", "FTI_END_DATE")  # fmt: skip
+
+
+def run_drift_scenario(
+    config: ScenarioConfig, data_dir: Path, on_day=None
+) -> list[DayRow]:  # fmt: skip
+    """Generate the world, then release and process it day by day; the timeline."""
+    world = GeneratorConfig(
+        cards=config.cards, merchants=config.merchants, days=config.days, start=config.start,
+        seed=config.seed, fraud_rate=config.fraud_rate, drift_from=config.drift_from,
+        drift_kind=config.drift_kind,
+    )  # fmt: skip
+    generate(world, data_dir, hold_back=config.days - config.initial_days)
+    settings = Settings.from_env()
+    rows: list[DayRow] = []
+    with tempfile.TemporaryDirectory(prefix="fti-scenario-home-") as home:
+        with dg.instance_for_test(temp_dir=home) as instance:
+            daemon = SimulatedDaemon(instance)
+            daemon.tick()  # the history that landed before the loop watched
+            for index in range(config.initial_days, config.days):
+                day = config.start + timedelta(days=index)
+                advance(settings.layout.data_dir / "world", settings.layout.landing_dir, 1)
+                retrained = daemon.tick()
+                row = _day_row(settings, day, index, retrained)
+                previous = rows[-1].champion_version if rows else None
+                row.promoted = previous is not None and row.champion_version != previous
+                rows.append(row)
+                if on_day is not None:
+                    on_day(row)
+    _fill_realized(settings, rows)
+    return rows
+
+
+def _day_row(
+    settings: Settings, daemon: SimulatedDaemon, day: date, index: int, retrained
+) -> DayRow:
+    from fti_assets.defs.models.monitoring import (
+        DRIFT_SUMMARY_TABLE,
+        ESTIMATE_TABLE,
+        SKEW_TABLE,
+    )
+    from fti_assets.lib.registry import CHAMPION, ModelRegistry
+
+    row = DayRow(day=day.isoformat(), day_index=index)
+    with connection(settings.lake, read_only=True) as con:
+        drift = _one(con, DRIFT_SUMMARY_TABLE, "day", day)
+        if drift:
+            row.rows = int(drift["rows"] or 0)
+            row.drift_share = drift["drift_share"]
+            row.drifted_columns = [c for c in (drift["drifted_columns"] or "").split(", ") if c]
+        estimate = _one(con, ESTIMATE_TABLE, "day", day)
+        row.estimated_pr_auc = estimate["expected_pr_auc"] if estimate else None
+        skew = _skew_rate(con, SKEW_TABLE, day)
+        row.skew_mismatch_rate = skew
+    registry = ModelRegistry(settings.registry_path, settings.layout.models_dir)
+    champion = registry.resolve(MODEL, CHAMPION)
+    challenger = registry.resolve(MODEL, "challenger")
+    row.champion_version = champion.version if champion else None
+    row.challenger_version = challenger.version if challenger else None
+    for request, result in retrained:
+        if request.tags.get("fti/breach_kind") is not None and MODEL in (request.run_key or ""):
+            row.breach = request.tags["fti/breach_kind"] != "no_champion"
+            row.retrain_run_id = result.run_id
+    return row
+
+
+def _one(con, table: str, day_column: str, day: date, extra: str = "") -> dict | None:
+    if not table_exists(con, table):
+        return None
+    sql = f"select * from {table} where model_name = ? and {day_column} = ?"
+    if extra:
+        sql += f" and {extra}"
+    found = read_frame(con, sql + " limit 1", [MODEL, day])
+    return found.row(0, named=True) if found.height else None
+
+
+def _skew_rate(con, table: str, day: date) -> float | None:
+    if not table_exists(con, table):
+        return None
+    found = read_frame(
+        con,
+        f"select sum(mismatches) / nullif(sum(compared), 0) as rate from {table} "
+        "where model_name = ? and day = ?",
+        [MODEL, day],
+    )
+    return found["rate"][0] if found.height else None
+
+
+def _fill_realized(settings: Settings, rows: list[DayRow]) -> None:
+    """Per day, from the newest performance report of the run: the realized PR-AUC once its
+    labels are final (null before) and the share of its rows whose label is known."""
+    from fti_assets.defs.models.monitoring import PERFORMANCE_TABLE
+
+    with connection(settings.lake, read_only=True) as con:
+        if not table_exists(con, PERFORMANCE_TABLE):
+            return
+        newest = read_frame(
+            con,
+            f"select scored_day, final, pr_auc, label_coverage from {PERFORMANCE_TABLE} "
+            "where model_name = ? qualify row_number() over "
+            "(partition by scored_day order by report_day desc) = 1",
+            [MODEL],
+        )
+    by_day = {d.isoformat(): (final, pr_auc, cov) for d, final, pr_auc, cov in newest.iter_rows()}
+    for row in rows:
+        final, pr_auc, coverage = by_day.get(row.day, (False, None, None))
+        row.realized_pr_auc = pr_auc if final else None
+        row.label_coverage = coverage
+
+
+def write_outputs(rows: list[DayRow], config: ScenarioConfig, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "scenario.json"
+    json_path.write_text(json.dumps([asdict(r) for r in rows], indent=2, default=str))
+    png = out_dir / "scenario_timeline.png"
+    plot_timeline(rows, config, png)
+    return {"json": json_path, "png": png}
+
+
+def plot_timeline(rows: list[DayRow], config: ScenarioConfig, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pl.DataFrame([asdict(r) for r in rows]).with_columns(pl.col("day").str.to_date())
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    days = frame["day"].to_list()
+    top.plot(days, frame["drift_share"].to_list(), marker=".", label="share of drifted features")
+    top.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="drift threshold")
+    top.set_ylabel("drift share")
+    bottom.plot(
+        days,
+        frame["estimated_pr_auc"].to_list(),
+        marker=".",
+        label="estimated PR-AUC (before labels)",
+    )
+    bottom.plot(
+        days,
+        frame["realized_pr_auc"].to_list(),
+        marker="o",
+        label="realized PR-AUC (labels matured)",
+    )
+    bottom.set_ylabel("PR-AUC")
+    drift_day = config.start + timedelta(days=config.drift_from)
+    for axis in (top, bottom):
+        axis.axvline(drift_day, color="tab:red", linestyle="--", linewidth=1)
+        for row in rows:
+            if row.retrain_run_id:
+                axis.axvline(date.fromisoformat(row.day), color="tab:orange", linewidth=1)
+            if row.promoted:
+                axis.axvline(date.fromisoformat(row.day), color="tab:green", linewidth=2)
+        axis.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.legend(loc="lower left", fontsize=8)
+    top.set_title(
+        f"{config.drift_kind} drift from day {config.drift_from} (red); retraining runs "
+        "(orange), promotions (green)"
+    )
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
