@@ -136,23 +136,29 @@ def test_a_real_daemon_records_the_observation_in_the_instance(tmp_path: Path) -
     home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     env = fti_env(DAGSTER_HOME=str(home), FTI_DATA_DIR=str(data_dir))
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # Create the instance's storage before the daemon starts: the daemon and its code server
+    # creating a new SQLite storage at once can race on its alembic version table.
+    dg.DagsterInstance.from_config(str(home)).dispose()
+    # The daemon's log goes to a file: a pipe nobody reads fills up, and the daemon then blocks.
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "wb") as log:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             deadline = time.monotonic() + 240
             event = None
             while event is None and time.monotonic() < deadline:
-                assert daemon.poll() is None, daemon.stdout.read().decode()
+                assert daemon.poll() is None, log_path.read_text()[-5000:]
                 event = instance.get_latest_materialization_event(STREAMING)
                 time.sleep(0.5)
-            assert event is not None, "the daemon's sensor reported nothing in 240 s"
+            assert event is not None, f"nothing reported in 240 s:\n{log_path.read_text()[-5000:]}"
             metadata = event.asset_materialization.metadata
             assert metadata["last_offset"].value == 60
             assert metadata["lag_events"].value == 0
@@ -160,4 +166,4 @@ def test_a_real_daemon_records_the_observation_in_the_instance(tmp_path: Path) -
             assert observations[0].asset_observation.metadata["applied"].value == 60
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.communicate(timeout=60)
+        daemon.wait(timeout=60)
