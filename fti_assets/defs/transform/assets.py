@@ -63,10 +63,31 @@ if _manifest_is_stale():
     dbt_project.preparer.prepare(dbt_project)
 
 
+# The daily marts' longest trailing window (rows between 29 preceding and the day itself).
+MART_LOOKBACK_DAYS = 30
+
+
 class FtiDbtTranslator(DagsterDbtTranslator):
     """Groups dbt models by stage, attaches the feature-group contract to marts and gives each
     model its automation condition: daily models (dbt tag ``daily``) follow their day, the
     others (staging views, profiles) their reference data."""
+
+    def get_partition_mapping(
+        self, dbt_resource_props: Mapping[str, Any], dbt_parent_resource_props: Mapping[str, Any]
+    ) -> dg.PartitionMapping | None:
+        """A daily mart over a daily model reads that model's trailing 30 days (its ``w30``
+        windows): re-materializing one upstream day makes the 30 mart days that read it stale."""
+        both_daily = all(
+            DAILY_TAG in props.get("tags", [])
+            for props in (dbt_resource_props, dbt_parent_resource_props)
+        )
+        if both_daily and dbt_resource_props["name"] in FEATURE_GROUPS:
+            return dg.TimeWindowPartitionMapping(
+                start_offset=-(MART_LOOKBACK_DAYS - 1),
+                end_offset=0,
+                allow_nonexistent_upstream_partitions=True,
+            )
+        return super().get_partition_mapping(dbt_resource_props, dbt_parent_resource_props)
 
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]
