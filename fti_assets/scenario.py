@@ -232,9 +232,7 @@ def run_drift_scenario(
     return rows
 
 
-def _day_row(
-    settings: Settings, daemon: SimulatedDaemon, day: date, index: int, retrained
-) -> DayRow:
+def _day_row(settings: Settings, day: date, index: int, retrained: list) -> DayRow:
     from fti_assets.defs.models.monitoring import (
         DRIFT_SUMMARY_TABLE,
         ESTIMATE_TABLE,

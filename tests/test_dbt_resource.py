@@ -34,7 +34,7 @@ def test_version_comes_from_the_installed_dbt_core_without_a_subprocess(
     monkeypatch.setattr(dbt_resource_module, "check_output", no_subprocess)
     resource = transform.dbt_resource()
     assert isinstance(resource, transform.FtiDbtCliResource)
-    assert Path(resource.dbt_executable) == transform.DBT_EXECUTABLE
+    assert Path(resource.dbt_executable) == transform.DBT_WRAPPER
     assert resource._cli_version == version.parse(importlib.metadata.version("dbt-core"))
     assert resource._cli_version.major < 2  # dbt-core, not the Fusion engine
     assert resource._initialize_dbt_core_adapter(["build"]) is None
@@ -90,3 +90,33 @@ def test_old_run_folders_are_pruned_but_recent_and_foreign_ones_kept(tmp_path: P
     assert sorted(p.name for p in target.iterdir()) == sorted(
         ["compiled", running.name, "dbt_daily_models-0000000-abcdef0"]
     )
+
+
+@pytest.mark.slow
+def test_the_dbt_step_leaves_this_process_environment_alone(data_layer: Path) -> None:
+    """The lake and the window reach dbt through the invocation's env file (fti-dbt), not
+    through os.environ: an in-process run of a daily dbt step changes no variable here."""
+    import os
+
+    from fti_assets.definitions import defs
+    from fti_assets.demo import materialize_graph
+    from tests.conftest import TINY_START
+
+    def ours() -> dict[str, str]:  # (libraries set variables of their own on import)
+        return {k: v for k, v in os.environ.items() if k.startswith(("FTI_", "DBT_"))}
+
+    before = ours()
+    day = TINY_START
+    result = materialize_graph(
+        defs,
+        start=day,
+        end=day,
+        selection=["raw_cards", "raw_merchants", "raw_transactions", "raw_fraud_labels",
+                   "stg_cards", "stg_merchants", "stg_transactions", "stg_fraud_labels",
+                   "int_card_daily_activity", "card_daily_features"],
+    )  # fmt: skip
+    assert result.success
+    assert ours() == before
+    written = [e for e in result.get_asset_materialization_events()
+               if e.asset_key.to_user_string() == "card_daily_features"]  # fmt: skip
+    assert written  # dbt found the lake and the day through fti-dbt

@@ -245,3 +245,27 @@ def test_blocking_dbt_tests_depend_on_one_model() -> None:
             continue
         models = [n for n in node["depends_on"]["nodes"] if n.startswith("model.")]
         assert len(models) <= 1, f"{node['name']} is blocking and depends on {models}"
+
+
+def test_re_materializing_an_upstream_day_marks_stale_the_days_that_read_it() -> None:
+    """The daily marts read 30 days of their daily dbt parents, as card_transaction_features
+    reads 30 days of raw_transactions: the partition mappings say so, so the UI marks exactly
+    the downstream days that read a re-materialized upstream day as stale."""
+    graph = _graph()
+    for parent, child in [
+        ("int_card_daily_activity", "card_daily_features"),
+        ("int_merchant_daily_activity", "merchant_daily_features"),
+        ("int_merchant_fraud_reports", "merchant_daily_features"),
+    ]:
+        days = graph.get_child_partition_keys_of_parent(
+            "2026-09-05", dg.AssetKey(parent), dg.AssetKey(child)
+        )
+        assert (days[0], days[-1], len(days)) == ("2026-09-05", "2026-10-04", 30), (parent, child)
+    every_day = graph.get_child_partition_keys_of_parent(
+        None, dg.AssetKey("stg_transactions"), dg.AssetKey("int_card_daily_activity")
+    )
+    assert len(every_day) > 30  # an unpartitioned staging view feeds every day
+    features = graph.get_child_partition_keys_of_parent(
+        "2026-09-05", dg.AssetKey("raw_transactions"), dg.AssetKey("card_transaction_features")
+    )
+    assert features[0] == "2026-09-05" and len(features) >= 30

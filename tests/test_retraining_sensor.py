@@ -16,7 +16,7 @@ from fti_assets.lib.offline_store import Replacement, connection, replace_partit
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.training import TrainParams, train_model
-from fti_assets.resources import ModelRegistryResource, OfflineStoreResource
+from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
 from fti_assets.specs.models import FRAUD_MODEL
 from tests.unit.synthetic import synthetic_frame
 
@@ -44,13 +44,21 @@ def world(tmp_path: Path, artifact: Path):
         "model_registry": ModelRegistryResource(
             path=str(registry.path), models_dir=str(registry.models_dir)
         ),
+        "data_dir": DataDirResource(path=str(tmp_path)),
     }
+    # The champions' dataset: its labels end at D0 (the days from D0 on are new data).
+    version_dir = tmp_path / "datasets" / SPEC.dataset_name / "v0001"
+    version_dir.mkdir(parents=True)
+    pl.DataFrame({"x": [1]}).write_parquet(version_dir / "data.parquet")
+    (version_dir / "manifest.json").write_text(
+        json.dumps({"version": "v0001", "label": {"cutoff": f"{D0}T00:00:00+00:00"}})
+    )
     sensor = retraining_sensor(SPEC, retraining_job(SPEC))
 
     def register() -> int:
         version = registry.register(
             SPEC.name, artifact, training_dataset_version="v0001", feature_group_versions={},
-            params={}, metrics={}, code_version="test",
+            params={}, metrics={"valid_pr_auc": 0.5}, code_version="test",
         ).version  # fmt: skip
         registry.set_status(SPEC.name, version, "validated", "test")
         registry.promote(SPEC.name, version)
@@ -91,7 +99,7 @@ def test_the_first_version_is_trained_once_enough_days_landed(world) -> None:
     landed(10)
     first = evaluate(None)
     assert isinstance(first, dg.SkipReason) and "no champion yet" in first.skip_message
-    landed(40)
+    landed(60)  # 30 warm-up + 14 maturity + 7 days of examples = 51 needed
     result = evaluate(None)
     assert [r.run_key for r in _requests(result)] == ["fraud_model:first_version:1"]
     again = evaluate(result.cursor)
@@ -110,7 +118,8 @@ def test_one_run_per_breach_across_evaluations_a_restart_and_a_cooldown(world) -
     assert request.run_key == f"fraud_model:drift:{D0 + timedelta(days=1)}:v{version}"
     assert request.tags["fti/breach_kind"] == "drift"
     cursor = result.cursor
-    assert json.loads(cursor)["last_request_day"] == str(D0 + timedelta(days=2))
+    # The cooldown counts from the newest monitored day when the request was made.
+    assert json.loads(cursor)["last_request_day"] == str(D0 + timedelta(days=3))
 
     # The daemon evaluates again, or restarts with the cursor it stored: no second request
     # while the same drift goes on, within the cooldown.

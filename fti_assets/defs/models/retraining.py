@@ -2,7 +2,7 @@
 of it (dataset → model → evaluation → gates → champion)."""
 
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
@@ -13,10 +13,11 @@ from fti_assets.defs.models.monitoring import (
     ESTIMATE_TABLE,
     PERFORMANCE_TABLE,
 )
+from fti_assets.lib.datasets import load_dataset
 from fti_assets.lib.monitoring.breach import BreachRules, find_breach, in_cooldown
 from fti_assets.lib.offline_store import OfflineStoreMissingError, read_frame, table_exists
 from fti_assets.lib.registry import CHAMPION
-from fti_assets.resources import ModelRegistryResource, OfflineStoreResource
+from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
 from fti_assets.specs.models import ModelSpec
 
 # What dg.define_asset_job returns (Dagster exports no public name for its type).
@@ -65,7 +66,7 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
     rules = BreachRules(
         drift_share_threshold=spec.monitoring.drift_share_threshold,
         drift_days=spec.monitoring.drift_days,
-        pr_auc_floor=spec.monitoring.pr_auc_floor,
+        pr_auc_drop=spec.monitoring.pr_auc_drop,
         cooldown_days=spec.monitoring.cooldown_days,
     )
     # Warm-up, the label window and its maturity, and a week of examples to split.
@@ -81,15 +82,18 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
         description=(
             f"Retrains {spec.name} when monitoring breaches its rules: feature drift on "
             f"{rules.drift_days} consecutive days (share ≥ {rules.drift_share_threshold:.0%}), "
-            f"or estimated or matured PR-AUC below {rules.pr_auc_floor}. Exactly one run per "
-            f"breach (run key), none within {rules.cooldown_days} data days of the last request "
-            f"(cursor). Also trains the first version once {first_training_days} days landed."
+            f"or estimated or matured PR-AUC (mean of {rules.drift_days} days) below "
+            f"{1 - rules.pr_auc_drop:.0%} of the champion's held-out PR-AUC; only days after "
+            "the champion's training data count. Exactly one run per breach (run key), none "
+            f"within {rules.cooldown_days} data days of the last request (cursor). Also trains "
+            f"the first version once {first_training_days} days landed."
         ),
     )
     def _sensor(
         context: dg.SensorEvaluationContext,
         offline_store: OfflineStoreResource,
         model_registry: ModelRegistryResource,
+        data_dir: DataDirResource,
     ) -> dg.SensorResult | dg.SkipReason:
         cursor = json.loads(context.cursor) if context.cursor else {}
         champion = model_registry.registry().resolve(spec.name, CHAMPION)
@@ -100,16 +104,26 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
                 frames = {t: _read(con, t, spec.name, c) for t, c in _EMPTY.items()}
         except OfflineStoreMissingError:
             return dg.SkipReason("the offline store does not exist yet")
+        reference = champion.metrics.get("valid_pr_auc")
+        if reference is None:
+            return dg.SkipReason(f"champion v{champion.version} records no validation PR-AUC")
+        _, manifest = load_dataset(
+            data_dir.layout.datasets_dir, spec.dataset_name, champion.training_dataset_version,
+            verify=False,
+        )  # fmt: skip
+        since = datetime.fromisoformat(manifest["label"]["cutoff"]).date()
         breach = find_breach(
             model=spec.name,
             champion_version=champion.version,
+            reference_pr_auc=float(reference),
+            since=since,
             drift=frames[DRIFT_SUMMARY_TABLE],
             estimates=frames[ESTIMATE_TABLE],
             performance=frames[PERFORMANCE_TABLE],
             rules=rules,
         )
         if breach is None:
-            return dg.SkipReason(f"no breach for champion v{champion.version}")
+            return dg.SkipReason(f"no breach for champion v{champion.version} since {since}")
         last = cursor.get("last_request_day")
         if in_cooldown(breach, date.fromisoformat(last) if last else None, rules):
             return dg.SkipReason(
@@ -118,8 +132,10 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
             )
         if breach.key in cursor.get("requested", []):
             return dg.SkipReason(f"breach {breach.key} was already turned into a run")
+        # The cooldown counts from the newest day monitored when the request is made.
+        newest = frames[DRIFT_SUMMARY_TABLE]["day"].max() or breach.day
         cursor = {
-            "last_request_day": breach.day.isoformat(),
+            "last_request_day": max(newest, breach.day).isoformat(),
             "requested": [*cursor.get("requested", [])[-50:], breach.key],
         }
         context.log.info(f"breach {breach.key}: {breach.detail}")

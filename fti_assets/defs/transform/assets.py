@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -22,6 +23,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from packaging import version
 
+from fti_assets.dbt_env import write_env_file
 from fti_assets.defs.automation import daily_condition, reference_condition
 from fti_assets.defs.metadata import FEATURE_FRESHNESS, OWNERS, feature_group_metadata
 from fti_assets.lib.feature_groups import FEATURE_GROUPS
@@ -34,6 +36,7 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 # The dbt next to this interpreter: the venv's, even when the venv is not activated.
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
+DBT_WRAPPER = Path(sys.executable).parent / "fti-dbt"
 if DBT_EXECUTABLE.exists() and shutil.which("dbt") != str(DBT_EXECUTABLE):
     # dagster-dbt's manifest preparer runs `dbt` from PATH: make it find the venv's one.
     os.environ["PATH"] = f"{DBT_EXECUTABLE.parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -60,10 +63,31 @@ if _manifest_is_stale():
     dbt_project.preparer.prepare(dbt_project)
 
 
+# The daily marts' longest trailing window (rows between 29 preceding and the day itself).
+MART_LOOKBACK_DAYS = 30
+
+
 class FtiDbtTranslator(DagsterDbtTranslator):
     """Groups dbt models by stage, attaches the feature-group contract to marts and gives each
     model its automation condition: daily models (dbt tag ``daily``) follow their day, the
     others (staging views, profiles) their reference data."""
+
+    def get_partition_mapping(
+        self, dbt_resource_props: Mapping[str, Any], dbt_parent_resource_props: Mapping[str, Any]
+    ) -> dg.PartitionMapping | None:
+        """A daily mart over a daily model reads that model's trailing 30 days (its ``w30``
+        windows): re-materializing one upstream day makes the 30 mart days that read it stale."""
+        both_daily = all(
+            DAILY_TAG in props.get("tags", [])
+            for props in (dbt_resource_props, dbt_parent_resource_props)
+        )
+        if both_daily and dbt_resource_props["name"] in FEATURE_GROUPS:
+            return dg.TimeWindowPartitionMapping(
+                start_offset=-(MART_LOOKBACK_DAYS - 1),
+                end_offset=0,
+                allow_nonexistent_upstream_partitions=True,
+            )
+        return super().get_partition_mapping(dbt_resource_props, dbt_parent_resource_props)
 
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]
@@ -107,20 +131,18 @@ def _dbt_build(
     offline_store: OfflineStoreResource,
     window: tuple[str, str] | None = None,
 ) -> Iterator[Any]:
-    # dbt's profile attaches the lake named by FTI_LAKE_*: point it at this resource's lake.
-    os.environ.update(lake_environment(offline_store.lake))
-    # The partition window travels in env vars, not --vars: new --vars make dbt re-parse the
-    # whole project on every daily run (see macros/partition_window.sql). Unset = all days.
-    if window is None:
-        os.environ.pop("FTI_WINDOW_START", None)
-        os.environ.pop("FTI_WINDOW_END", None)
-    else:
-        os.environ["FTI_WINDOW_START"], os.environ["FTI_WINDOW_END"] = window
-    # A subset run (one model, say) must not run a relationships test whose other parent was
-    # not built in this run: "cautious" runs a test only when all its parents are selected
-    # (also set in dbt_project.yml; dagster-dbt reads the env var to plan check subsets).
-    os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
-    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    # dbt's profile attaches the lake named by FTI_LAKE_*, and the partition window travels in
+    # FTI_WINDOW_* (not --vars: new --vars make dbt re-parse the whole project on every daily
+    # run; see macros/partition_window.sql; unset = all days). They go to the dbt process only,
+    # through the invocation's own target folder (see fti_assets/dbt_env.py): this process's
+    # environment is left alone.
+    variables = lake_environment(offline_store.lake)
+    if window is not None:
+        variables["FTI_WINDOW_START"], variables["FTI_WINDOW_END"] = window
+    project_target = dbt_project.project_dir / dbt_project.target_path
+    target = project_target / f"{context.op_def.name}-{context.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    write_env_file(target, variables)
+    invocation = dbt.cli(["build"], context=context, raise_on_error=False, target_path=target)
     with offline_store.connection(read_only=True) as lake:
         for event in invocation.stream():
             if isinstance(event, dg.Output | dg.AssetMaterialization):
@@ -129,7 +151,6 @@ def _dbt_build(
                     {**event.metadata, "lake_snapshot": current_snapshot(lake)}
                 )
             yield event
-    project_target = dbt_project.project_dir / dbt_project.target_path
     _keep_partial_parse(Path(invocation.target_path), project_target)
     _prune_run_folders(project_target)
     error = invocation.get_error()
@@ -227,13 +248,13 @@ class FtiDbtCliResource(DbtCliResource):
     and builds a dbt adapter in-process, parsing every dbt macro (~3 s), only so that
     ``fetch_row_counts()`` / ``fetch_column_metadata()`` can query the warehouse; our assets
     call neither. The version comes from the installed dbt-core when the executable is the one
-    next to this interpreter. ``tests/test_dbt_resource.py`` fails if dagster-dbt renames
-    the two hooks.
+    next to this interpreter (or ``fti-dbt``, which runs it). ``tests/test_dbt_resource.py``
+    fails if dagster-dbt renames the two hooks.
     """
 
     @cached_property
     def _cli_version(self) -> version.Version:
-        if Path(self.dbt_executable) == DBT_EXECUTABLE:
+        if Path(self.dbt_executable) in (DBT_EXECUTABLE, DBT_WRAPPER):
             return version.parse(importlib.metadata.version("dbt-core"))
         return super()._cli_version
 
@@ -242,8 +263,10 @@ class FtiDbtCliResource(DbtCliResource):
 
 
 def dbt_resource() -> DbtCliResource:
+    """dbt through ``fti-dbt`` (fti_assets/dbt_env.py), which gives dbt the lake and window
+    each step chose, without touching this process's environment."""
+    if not DBT_WRAPPER.exists():
+        raise RuntimeError(f"{DBT_WRAPPER} is missing: run `make install` (it installs fti-dbt)")
     return FtiDbtCliResource(
-        project_dir=dbt_project,
-        profiles_dir=str(DBT_PROJECT_DIR),
-        dbt_executable=str(DBT_EXECUTABLE) if DBT_EXECUTABLE.exists() else "dbt",
+        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=str(DBT_WRAPPER)
     )

@@ -1,13 +1,17 @@
 """When monitoring calls for retraining: breaches of a model's monitoring rules.
 
-A breach is judged on the days the CURRENT champion scored (a new champion starts afresh):
+A breach is judged on the days the CURRENT champion scored after its training data ended (a new
+champion starts afresh, and days it was trained on are not news):
 
 * ``drift`` — the share of drifted features reached ``drift_share_threshold`` on
   ``drift_days`` consecutive days;
-* ``estimated_performance`` — the PR-AUC expected before labels (confidence-based estimate)
-  fell below ``pr_auc_floor`` on the newest estimated day;
-* ``performance`` — the realized PR-AUC of the newest day whose labels are final fell below
-  ``pr_auc_floor``.
+* ``estimated_performance`` — the PR-AUC expected before labels (confidence-based estimate),
+  averaged over the newest ``drift_days`` estimated days, fell below the floor;
+* ``performance`` — the realized PR-AUC of the newest ``drift_days`` days whose labels are final,
+  averaged, fell below the floor.
+
+The floor is relative: ``(1 - pr_auc_drop)`` times the champion's own PR-AUC on held-out data
+(its validation figure), so one rule fits models of different base rates.
 
 Each breach has a key (model, kind, first day, champion version): the retraining sensor turns
 one key into exactly one run (Dagster's run keys), and a cooldown in data days keeps a breach
@@ -28,7 +32,7 @@ KINDS = ("drift", "estimated_performance", "performance")
 class BreachRules:
     drift_share_threshold: float
     drift_days: int
-    pr_auc_floor: float
+    pr_auc_drop: float  # a breach below (1 - drop) x the champion's held-out PR-AUC
     cooldown_days: int
 
     def __post_init__(self) -> None:
@@ -36,6 +40,11 @@ class BreachRules:
             raise ValueError(f"drift_days must be at least 1, got {self.drift_days}")
         if self.cooldown_days < 0:
             raise ValueError(f"cooldown_days must be >= 0, got {self.cooldown_days}")
+        if not 0.0 < self.pr_auc_drop < 1.0:
+            raise ValueError(f"pr_auc_drop must be in (0, 1), got {self.pr_auc_drop}")
+
+    def floor(self, reference_pr_auc: float) -> float:
+        return (1.0 - self.pr_auc_drop) * reference_pr_auc
 
 
 @dataclass(frozen=True)
@@ -90,21 +99,24 @@ def drift_breach(
 
 def performance_breach(
     rows: pl.DataFrame, kind: str, value: str, day_column: str, model: str,
-    champion_version: int, rules: BreachRules,
+    champion_version: int, reference_pr_auc: float, rules: BreachRules,
 ) -> Breach | None:  # fmt: skip
-    """The newest row (of the champion) whose ``value`` is below the PR-AUC floor."""
+    """The champion's newest ``drift_days`` values of ``value``, averaged, below the floor."""
     usable = rows.filter(
         (pl.col("model_version") == champion_version) & pl.col(value).is_not_null()
     ).sort(day_column)
-    if usable.is_empty():
+    newest = usable.tail(rules.drift_days)
+    if newest.height < rules.drift_days:
         return None
-    newest = usable.row(-1, named=True)
-    if newest[value] >= rules.pr_auc_floor:
+    mean = float(newest[value].mean())
+    floor = rules.floor(reference_pr_auc)
+    if mean >= floor:
         return None
-    day = newest[day_column]
+    first, last = newest[day_column][0], newest[day_column][-1]
     return Breach(
-        model, kind, day, day, champion_version,
-        f"{value} {newest[value]:.3f} on {day} < floor {rules.pr_auc_floor}",
+        model, kind, last, last, champion_version,
+        f"{value} {mean:.3f} over {first}..{last} < floor {floor:.3f} ({1 - rules.pr_auc_drop:.0%}"
+        f" of the champion's {reference_pr_auc:.3f})",
     )  # fmt: skip
 
 
@@ -119,20 +131,24 @@ def find_breach(
     *,
     model: str,
     champion_version: int,
+    reference_pr_auc: float,
+    since: date,
     drift: pl.DataFrame,
     estimates: pl.DataFrame,
     performance: pl.DataFrame,
     rules: BreachRules,
 ) -> Breach | None:
-    """The first breach found, in the order drift, estimated performance, final performance."""
+    """The first breach found, in the order drift, estimated performance, final performance,
+    on the days from ``since`` (the first day after the champion's training data)."""
     return (
-        drift_breach(drift, model, champion_version, rules)
+        drift_breach(drift.filter(pl.col("day") >= since), model, champion_version, rules)
         or performance_breach(
-            estimates, "estimated_performance", "expected_pr_auc", "day", model,
-            champion_version, rules,
+            estimates.filter(pl.col("day") >= since), "estimated_performance",
+            "expected_pr_auc", "day", model, champion_version, reference_pr_auc, rules,
         )
         or performance_breach(
-            performance.filter(pl.col("final")), "performance", "pr_auc", "scored_day", model,
-            champion_version, rules,
+            performance.filter(pl.col("final") & (pl.col("scored_day") >= since)),
+            "performance", "pr_auc", "scored_day", model, champion_version, reference_pr_auc,
+            rules,
         )
     )  # fmt: skip

@@ -12,7 +12,8 @@ from fti_assets.lib.monitoring.breach import (
     performance_breach,
 )
 
-RULES = BreachRules(drift_share_threshold=0.5, drift_days=2, pr_auc_floor=0.3, cooldown_days=5)
+RULES = BreachRules(drift_share_threshold=0.5, drift_days=2, pr_auc_drop=0.25, cooldown_days=5)
+REFERENCE = 0.4  # the champion's held-out PR-AUC: the floor is 0.3
 D0 = date(2026, 9, 1)
 
 
@@ -49,14 +50,23 @@ def test_only_the_champions_days_count() -> None:
     assert drift_breach(old, "m", 1, RULES) is not None
 
 
-def test_performance_below_the_floor_is_a_breach_on_its_newest_day() -> None:
-    rows = pl.DataFrame(
-        {"day": [D0, D0 + timedelta(days=1)], "model_version": [1, 1], "v": [0.2, 0.5]}
-    )
-    assert performance_breach(rows, "estimated_performance", "v", "day", "m", 1, RULES) is None
-    low = rows.with_columns(pl.Series("v", [0.5, 0.2]))
-    breach = performance_breach(low, "estimated_performance", "v", "day", "m", 1, RULES)
-    assert breach is not None and breach.day == D0 + timedelta(days=1)
+def _perf(values: list[float]) -> pl.DataFrame:
+    days = [D0 + timedelta(days=i) for i in range(len(values))]
+    return pl.DataFrame({"day": days, "model_version": [1] * len(values), "v": values})
+
+
+def test_performance_below_the_relative_floor_on_average_is_a_breach() -> None:
+    def breach(values: list[float]):
+        return performance_breach(
+            _perf(values), "estimated_performance", "v", "day", "m", 1, REFERENCE, RULES
+        )
+
+    assert breach([0.2, 0.5]) is None  # one bad day: the 2-day mean 0.35 is above 0.3
+    assert breach([0.5, 0.2]) is None
+    assert breach([0.2]) is None  # not enough days to judge
+    found = breach([0.5, 0.25, 0.3])
+    assert found is not None and found.day == D0 + timedelta(days=2)
+    assert "floor 0.300" in found.detail
 
 
 def test_find_breach_uses_final_performance_only() -> None:
@@ -65,18 +75,21 @@ def test_find_breach_uses_final_performance_only() -> None:
             "scored_day": [D0, D0 + timedelta(days=1)],
             "model_version": [1, 1],
             "final": [True, False],
-            "pr_auc": [0.5, 0.1],  # the low one is provisional
+            "pr_auc": [0.2, 0.1],  # the second is provisional: one final day is not enough
         }
     )
     empty_estimates = pl.DataFrame(
         schema={"day": pl.Date, "model_version": pl.Int64, "expected_pr_auc": pl.Float64}
     )
     args = {"model": "m", "champion_version": 1, "drift": _drift([0.1]), "rules": RULES,
-            "estimates": empty_estimates}  # fmt: skip
+            "estimates": empty_estimates, "reference_pr_auc": REFERENCE, "since": D0}  # fmt: skip
     assert find_breach(performance=performance, **args) is None
     final_low = performance.with_columns(pl.lit(True).alias("final"))
     breach = find_breach(performance=final_low, **args)
     assert breach is not None and breach.kind == "performance"
+    # Days before the champion's training data ended do not count.
+    later = {**args, "since": D0 + timedelta(days=1)}
+    assert find_breach(performance=final_low, **later) is None
 
 
 def test_cooldown_counts_data_days_from_the_last_request() -> None:
