@@ -14,8 +14,11 @@ export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install system-packages demo test soak dev serve lint fmt bench bench-quick clean \
-	postgres-up postgres-down dev-postgres
+REDIS_DIR := .redis
+REDIS_PORT ?= 6379
+
+.PHONY: install system-packages demo test soak dev serve stream redis-up redis-down lint fmt \
+	bench bench-quick clean postgres-up postgres-down dev-postgres
 
 install: $(STAMP) system-packages
 
@@ -25,6 +28,7 @@ install: $(STAMP) system-packages
 system-packages:
 	@scripts/system-packages.sh postgresql pg_ctl '/usr/lib/postgresql/*/bin/pg_ctl'
 	@scripts/system-packages.sh chromium chromium chromium-browser
+	@scripts/system-packages.sh redis-server redis-server
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -78,6 +82,22 @@ dev-postgres: postgres-up $(PG_DAGSTER_HOME)/dagster.yaml
 serve: install
 	$(BIN)/fti serve --host 127.0.0.1 --port 8000
 
+# The streaming feature pipeline: event log -> card window state -> online store (Ctrl-C stops).
+stream: install
+	$(BIN)/fti stream
+
+# A redis-server for development on 127.0.0.1:$(REDIS_PORT) (data in $(REDIS_DIR)/, append-only
+# file on). Then: FTI_ONLINE_URL=redis://127.0.0.1:$(REDIS_PORT)/0 (and FTI_EVENT_LOG_URL).
+redis-up: system-packages
+	@mkdir -p $(REDIS_DIR)
+	redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --dir $(CURDIR)/$(REDIS_DIR) \
+		--appendonly yes --pidfile $(CURDIR)/$(REDIS_DIR)/redis.pid \
+		--logfile $(CURDIR)/$(REDIS_DIR)/redis.log
+	@echo "redis on 127.0.0.1:$(REDIS_PORT); export FTI_ONLINE_URL=redis://127.0.0.1:$(REDIS_PORT)/0"
+
+redis-down:
+	redis-cli -p $(REDIS_PORT) shutdown
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -93,4 +113,5 @@ bench-quick: install
 	$(BIN)/python -m benchmarks.run --scale quick --out .bench/BENCHMARKS.quick.md
 
 clean:
-	rm -rf data .dagster_home .dagster_home_pg dbt_project/target dbt_project/logs .pytest_cache .ruff_cache .bench
+	rm -rf data .dagster_home .dagster_home_pg dbt_project/target dbt_project/logs .pytest_cache \
+		.ruff_cache .bench $(REDIS_DIR)

@@ -461,10 +461,16 @@ class Server:
             "FTI_LAKE_CATALOG": settings.lake.catalog,
             "FTI_LAKE_DATA_PATH": settings.lake.data_path,
             "FTI_ONLINE_PATH": str(settings.online_path),
+            "FTI_ONLINE_URL": settings.online_url,
+            "FTI_EVENT_LOG_URL": settings.event_log_url,
         }
         command = [sys.executable, "-m", "fti_assets.service.server", "--port", str(self.port)]
         command += ["--workers", str(workers), "--log-level", "warning"]
-        self.online_path = settings.online_path
+        # A SQLite online store shows in a worker's open files once the worker has opened it;
+        # a Redis one does not (then /ready alone tells).
+        self.online_path = (
+            settings.online_path if settings.online_url.startswith("sqlite:") else None
+        )
         self.process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
         self.psutil = psutil.Process(self.process.pid)
 
@@ -500,6 +506,8 @@ class Server:
             conn.close()
 
     def _store_open(self, proc: psutil.Process) -> bool:
+        if self.online_path is None:
+            return True
         with contextlib.suppress(psutil.NoSuchProcess):
             return any(f.path == str(self.online_path) for f in proc.open_files())
         return False

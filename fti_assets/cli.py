@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from fti_assets.lib.settings import DEFAULT_DAYS, Settings, last_complete_day
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from fti_assets.lib.streaming.processor import BatchReport, StreamProcessor
 
 app = typer.Typer(
     help="FTI feature platform on Dagster: data, features, models, serving.", no_args_is_help=True
@@ -291,16 +297,17 @@ def features_get(
     if snapshot is not None or snapshot_time is not None or as_of is not None:
         _offline_get(group, keys, snapshot, snapshot_time, as_of)
         return
-    from fti_assets.lib.online_store import NotFound, OnlineStore
+    from fti_assets.lib.online_store import NotFound, OnlineStoreError, open_online_store
 
-    path = Settings.from_env().online_path
-    if not path.exists():
-        console.print(f"[red]online store {path} does not exist yet; run `make demo` first[/red]")
-        raise typer.Exit(2)
-    with OnlineStore(path, readonly=True) as store:
+    try:
+        store = open_online_store(Settings.from_env().online_url, readonly=True)
+    except OnlineStoreError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    with store:
         try:
             result = store.get(group, dict(_parse_key(k) for k in keys))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, OnlineStoreError) as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
     if isinstance(result, NotFound):
@@ -655,6 +662,118 @@ def serve(
     from fti_assets.service.server import serve as run_server
 
     run_server(host=host, port=port, workers=workers)
+
+
+def _offline_connection() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """The offline store, read-only: the one place the CLI opens it for the stream."""
+    from fti_assets.lib.offline_store import connection
+
+    return connection(Settings.from_env().lake, read_only=True)
+
+
+@app.command()
+def stream(
+    once: Annotated[
+        bool, typer.Option("--once", help="Apply the events in the log now, then exit.")
+    ] = False,
+    consumer: Annotated[
+        str, typer.Option(help="Checkpoint name; run one instance per name.")
+    ] = "card_transaction_features",
+    lateness_s: Annotated[
+        float,
+        typer.Option(
+            "--lateness-s",
+            help="How many seconds older than its card's latest transaction an event may be "
+            "and still be applied; older ones go to the dead-letter table.",
+        ),
+    ] = 600.0,
+    batch_size: Annotated[int, typer.Option(help="Events per commit at most.")] = 500,
+    bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--bootstrap/--no-bootstrap",
+            help="Start each card's windows from the trailing 30 days of raw_transactions in "
+            "the offline store.",
+        ),
+    ] = True,
+) -> None:
+    """Run the streaming feature pipeline: transactions from the event log (FTI_EVENT_LOG_URL)
+    keep card_transaction_features current in the online store (FTI_ONLINE_URL), each event
+    applied exactly once. Stops on Ctrl-C or SIGTERM after its current batch (also `make
+    stream`)."""
+    import logging
+    import signal
+    from datetime import timedelta
+
+    from fti_assets.lib.online_store import open_online_store
+    from fti_assets.lib.store_urls import display_url
+    from fti_assets.lib.streaming.bootstrap import bootstrap_transactions
+    from fti_assets.lib.streaming.event_log import open_event_log
+    from fti_assets.lib.streaming.processor import StreamConfig, StreamProcessor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    config = StreamConfig(
+        consumer=consumer, lateness=timedelta(seconds=lateness_s), max_batch=batch_size
+    )
+    history = []
+    if bootstrap:
+        from fti_assets.lib.offline_store import OfflineStoreMissingError
+
+        try:
+            with _offline_connection() as con:
+                history = bootstrap_transactions(con)
+        except (LookupError, OfflineStoreMissingError) as exc:
+            console.print(f"[red]cannot bootstrap the card windows: {exc}[/red]")
+            raise typer.Exit(2) from exc
+    stop = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.append(True))
+    with (
+        open_event_log(settings.event_log_url) as log,
+        open_online_store(settings.online_url) as store,
+    ):
+        processor = StreamProcessor(log, store, config)
+        started = processor.start(history)
+        console.print(
+            f"stream {consumer}: {display_url(log.url)} → {display_url(store.url)}, from offset "
+            f"{started.offset} of {log.end_offset()}, {started.cards:,} cards in state"
+        )
+        progress = _StreamProgress(processor)
+        processor.run(lambda: bool(stop), until_caught_up=once, on_batch=progress.batch)
+        progress.report(force=True)
+
+
+class _StreamProgress:
+    """A progress line every 10 seconds: offset, lag, rate, counters, event -> visible latency."""
+
+    def __init__(self, processor: StreamProcessor) -> None:
+        self.processor = processor
+        self.latencies_us: list[int] = []
+        self.next_at = time.monotonic() + 10.0
+
+    def batch(self, report: BatchReport) -> None:
+        self.latencies_us.extend(report.latencies_us)
+        self.report()
+
+    def report(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + 10.0
+        processor, latencies = self.processor, sorted(self.latencies_us)
+        self.latencies_us = []
+        checkpoint = processor.checkpoint()
+        rate = checkpoint.info.get("events_per_s", 0.0) if checkpoint else 0.0
+        visible = (
+            f"; event → online p50 {latencies[len(latencies) // 2] / 1000:.1f} ms, p99 "
+            f"{latencies[int(len(latencies) * 0.99)] / 1000:.1f} ms"
+            if latencies
+            else ""
+        )
+        console.print(
+            f"offset {processor.offset:,} (lag {processor.log.end_offset() - processor.offset:,}),"
+            f" {rate:,.0f} events/s, {processor.counters}{visible}"
+        )
 
 
 def _registry():

@@ -11,6 +11,8 @@ from fti_assets.defs.ingest import assets as ingest_assets
 from fti_assets.defs.ingest import sensors as ingest_sensors
 from fti_assets.defs.maintenance import assets as maintenance_assets
 from fti_assets.defs.models import model_definitions
+from fti_assets.defs.streaming import assets as streaming_assets
+from fti_assets.defs.streaming import sensors as streaming_sensors
 from fti_assets.defs.transform import assets as transform_assets
 from fti_assets.resources import default_resources
 from fti_assets.specs.models import MODELS
@@ -26,10 +28,15 @@ def _stages() -> dg.Definitions:
             *feature_assets.online_assets,
             inference_assets.inference_log,
             maintenance_assets.lake_maintenance,
+            *streaming_assets.streaming_assets,
         ],
         asset_checks=[*feature_checks.feature_contract_checks, *feature_checks.online_checks],
         schedules=[maintenance_assets.lake_maintenance_schedule],
-        sensors=[ingest_sensors.landing_sensor, automation_sensor],
+        sensors=[
+            ingest_sensors.landing_sensor,
+            automation_sensor,
+            streaming_sensors.streaming_pipeline_sensor,
+        ],
         resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
         # Runs launched from the UI or a schedule execute each step in its own process. Forking
         # those from a server that imported these definitions once per run (forkserver), instead

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fti_assets.lib.settings import Settings
+from fti_assets.lib.store_urls import display_url
 from fti_assets.lib.world import landed_days
 from fti_assets.partitions import daily_partitions
 
@@ -168,10 +169,11 @@ def run_demo(console: Console) -> dg.ExecuteInProcessResult:
         "  make dev      → Dagster UI at http://127.0.0.1:3000 (asset graph, partitions, checks, "
         "runs)\n"
         "  make serve    → prediction service at http://127.0.0.1:8000/docs\n"
+        "  make stream   → streaming card features: event log → online store, per transaction\n"
         "  fti features list | fti features get card_profile_features card_id=c0000001\n"
         "  fti datasets list | fti models list\n"
         f"  data: {settings.data_dir} (offline store: {settings.lake.describe()}; online store "
-        f"{settings.online_path.name}; datasets/, models/, reports/)"
+        f"{display_url(settings.online_url)}; datasets/, models/, reports/)"
     )
     if not result.success:
         raise SystemExit(1)

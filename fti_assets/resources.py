@@ -11,8 +11,11 @@ import dagster as dg
 import duckdb
 
 from fti_assets.lib.offline_store import connection
+from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.settings import DEFAULT_REPORTS_URL, DataLayout, LakeConfig, Settings
+from fti_assets.lib.store_urls import backend_of, display_url
+from fti_assets.lib.streaming.event_log import EventLog, open_event_log
 
 
 class OfflineStoreResource(dg.ConfigurableResource):
@@ -49,10 +52,42 @@ class DataDirResource(dg.ConfigurableResource):
         return DataLayout(Path(self.path))
 
 
-class OnlineStoreResource(dg.ConfigurableResource):
-    """The SQLite online store (FTI_ONLINE_PATH)."""
+def online_store_kind() -> str:
+    """The online store's backend ("sqlite" or "redis") as configured, for asset kinds."""
+    return backend_of(Settings.from_env().online_url, "FTI_ONLINE_URL")
 
-    path: str
+
+def event_log_kind() -> str:
+    """The event log's backend ("sqlite" or "redis") as configured, for asset kinds."""
+    return backend_of(Settings.from_env().event_log_url, "FTI_EVENT_LOG_URL")
+
+
+class OnlineStoreResource(dg.ConfigurableResource):
+    """The online store (FTI_ONLINE_URL: sqlite:///abs/path, the default, or redis://host/db)."""
+
+    url: str
+
+    def open(self, *, readonly: bool = False) -> OnlineStoreBackend:
+        return open_online_store(self.url, readonly=readonly)
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for metadata."""
+        return display_url(self.url)
+
+
+class EventLogResource(dg.ConfigurableResource):
+    """The streaming event log (FTI_EVENT_LOG_URL: sqlite:///abs/path, the default, or redis://)."""
+
+    url: str
+
+    def open(self, *, readonly: bool = False) -> EventLog:
+        return open_event_log(self.url, readonly=readonly)
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for metadata."""
+        return display_url(self.url)
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
@@ -91,7 +126,8 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
             path=_env_or("FTI_DATA_DIR", settings.data_dir),
             reports_url=_env_or("FTI_REPORTS_URL", settings.reports_url),
         ),
-        "online_store": OnlineStoreResource(path=_env_or("FTI_ONLINE_PATH", settings.online_path)),
+        "online_store": OnlineStoreResource(url=_env_or("FTI_ONLINE_URL", settings.online_url)),
+        "event_log": EventLogResource(url=_env_or("FTI_EVENT_LOG_URL", settings.event_log_url)),
         "model_gates": ModelGatesResource(),
         "model_registry": ModelRegistryResource(
             path=_env_or("FTI_REGISTRY_PATH", settings.registry_path),

@@ -2,10 +2,14 @@
 
 import os
 import shutil
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
+
+from fti_assets.lib.store_urls import REDIS, SQLITE, sqlite_url
+from tests.redis_server import SKIP_REASON, RedisServer, redis_server_binary
 
 # The daily partitions are fixed at import; pin them so every test process agrees, whatever
 # data set a test generates inside this window.
@@ -41,3 +45,45 @@ def data_layer(tmp_path: Path, tiny_landing: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FTI_ONLINE_PATH", str(data_dir / "online.sqlite"))
     monkeypatch.setenv("FTI_REGISTRY_PATH", str(data_dir / "registry.sqlite"))
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server per test process, on a free port of 127.0.0.1."""
+    if redis_server_binary() is None:
+        pytest.skip(SKIP_REASON)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of an emptied Redis server."""
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture(params=[SQLITE, REDIS])
+def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An ``FTI_ONLINE_URL`` of each backend: an empty SQLite file path, an emptied Redis."""
+    if request.param == SQLITE:
+        return sqlite_url(tmp_path / "online.sqlite")
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture(params=[SQLITE, REDIS])
+def event_log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An ``FTI_EVENT_LOG_URL`` of each backend: a new SQLite file path, an emptied Redis."""
+    if request.param == SQLITE:
+        return sqlite_url(tmp_path / "events.sqlite")
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture(params=[SQLITE, REDIS])
+def stream_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(FTI_ONLINE_URL, FTI_EVENT_LOG_URL) of the streaming pipeline, both on one backend."""
+    if request.param == SQLITE:
+        return sqlite_url(tmp_path / "online.sqlite"), sqlite_url(tmp_path / "events.sqlite")
+    url = request.getfixturevalue("redis_url")
+    return url, url

@@ -65,6 +65,9 @@ def test_asset_graph_snapshot() -> None:
             )
         },
         "fraud_model_training_serving_skew": "monitoring",
+        "transaction_event_log": "streaming",
+        "streaming_card_features": "streaming",
+        "prediction_service": "streaming",
     }
 
 

@@ -20,7 +20,7 @@ from fti_assets.lib.offline_store import (
     replace_partitions,
     table_exists,
 )
-from fti_assets.lib.online_store import NotFound, OnlineStore
+from fti_assets.lib.online_store import NotFound, OnlineStoreBackend
 from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.windows import LOOKBACK, build_card_transaction_features
 
@@ -147,7 +147,7 @@ def read_group(
 
 
 def online_offline_mismatches(
-    store: OnlineStore,
+    store: OnlineStoreBackend,
     con: duckdb.DuckDBPyConnection,
     spec: FeatureGroupSpec,
     sample_size: int = 200,

@@ -46,7 +46,7 @@ from fti_assets.lib.on_demand import (
     col,
     compute_on_demand_row,
 )
-from fti_assets.lib.online_store import NotFound, OnlineRow, OnlineStore
+from fti_assets.lib.online_store import NotFound, OnlineRow, OnlineStoreBackend
 from fti_assets.lib.predictor import Predictor
 from fti_assets.lib.registry import (
     ALIAS_FILE,
@@ -109,9 +109,11 @@ class _GroupPlan:
 
 
 class FeatureAssembler:
-    """Builds feature vectors from an :class:`OnlineStore`, request fields and on-demand code."""
+    """Builds feature vectors from an online store, request fields and on-demand code."""
 
-    def __init__(self, store: OnlineStore, groups: Iterable[FeatureGroupSpec] | None = None):
+    def __init__(
+        self, store: OnlineStoreBackend, groups: Iterable[FeatureGroupSpec] | None = None
+    ) -> None:
         self.store = store
         self.groups = list(online_groups() if groups is None else groups)
         self._plans = [_GroupPlan(spec) for spec in self.groups]

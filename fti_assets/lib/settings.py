@@ -2,7 +2,7 @@
 
 Dagster resources, the dbt profile, the CLI and the HTTP service all resolve paths through
 :class:`Settings`, so they agree on one offline store (a DuckLake: :class:`LakeConfig`), one
-online store and one data folder.
+online store, one event log and one data folder.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from fti_assets.lib.domain import LANDING_DIR, MANIFEST_FILE, WORLD_DIR
+from fti_assets.lib.store_urls import sqlite_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,6 +159,21 @@ class Settings:
     lake: LakeConfig
     online_path: Path
     registry_path: Path
+    # FTI_ONLINE_URL as set (sqlite:///abs/path or redis://host:port/db); empty: the SQLite
+    # file at online_path (FTI_ONLINE_PATH). Read it through `online_url`.
+    online_url_setting: str = ""
+    # FTI_EVENT_LOG_URL as set (the same two forms); empty: events.sqlite in data_dir.
+    event_log_url_setting: str = ""
+
+    @property
+    def online_url(self) -> str:
+        """The online store's backend URL (FTI_ONLINE_URL, else the SQLite file online_path)."""
+        return self.online_url_setting or sqlite_url(self.online_path)
+
+    @property
+    def event_log_url(self) -> str:
+        """The streaming event log's URL (FTI_EVENT_LOG_URL, else data_dir/events.sqlite)."""
+        return self.event_log_url_setting or sqlite_url(self.data_dir / "events.sqlite")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -165,7 +181,12 @@ class Settings:
         online_path = Path(os.environ.get("FTI_ONLINE_PATH") or data_dir / "online.sqlite")
         registry_path = Path(os.environ.get("FTI_REGISTRY_PATH") or data_dir / "registry.sqlite")
         return cls(
-            data_dir, lake_from_env(data_dir), online_path.resolve(), registry_path.resolve()
+            data_dir,
+            lake_from_env(data_dir),
+            online_path.resolve(),
+            registry_path.resolve(),
+            os.environ.get("FTI_ONLINE_URL", ""),
+            os.environ.get("FTI_EVENT_LOG_URL", ""),
         )
 
     @classmethod

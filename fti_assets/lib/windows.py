@@ -10,7 +10,9 @@ Everything else is derived from these declarations:
   feature group spec is built;
 - the Polars batch path (:func:`build_card_transaction_features`);
 - the per-event streaming update (:class:`CardWindowState`), which is also the slow reference the
-  batch path is tested against.
+  batch path is tested against;
+- the incremental per-card state of the streaming pipeline
+  (:class:`fti_assets.lib.streaming.state.CardWindows`), checked against the batch path too.
 
 Semantics, shared by every implementation:
 
@@ -204,14 +206,14 @@ def card_transaction_features_schema() -> pl.Schema:
     )
 
 
-def _value_columns() -> list[str]:
-    """Transaction columns the features read, besides the card, time and id."""
+def value_columns() -> list[str]:
+    """Transaction columns the features read, besides the card, time and id (in a fixed order)."""
     columns = [f.column for f in CARD_WINDOW_FEATURES if f.agg != "count"]
     return list(dict.fromkeys(columns + [f.column for f in CARD_LAST_VALUE_FEATURES]))
 
 
 def _input_columns() -> list[str]:
-    return [CARD_ID, TRANSACTION_TIME, TRANSACTION_ID, *_value_columns()]
+    return [CARD_ID, TRANSACTION_TIME, TRANSACTION_ID, *value_columns()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +232,7 @@ _KEY = "_card_time_key"
 # Money columns are aggregated as exact integer cents. A float rolling sum adds and subtracts
 # values as the window slides, so its last digits depend on where the computation started: a
 # daily incremental build and a full refresh would differ. Integer sums do not.
-_CENTS_COLUMNS = frozenset({"amount"})
+CENTS_COLUMNS = frozenset({"amount"})
 
 
 def _cents(column: str) -> str:
@@ -240,7 +242,7 @@ def _cents(column: str) -> str:
 def _window_agg(feature: WindowFeature) -> pl.Expr:
     if feature.agg == "count":
         return pl.len().cast(pl.Int64).alias(feature.name)
-    if feature.column in _CENTS_COLUMNS and feature.agg in ("sum", "mean", "std"):
+    if feature.column in CENTS_COLUMNS and feature.agg in ("sum", "mean", "std"):
         cents = pl.col(_cents(feature.column))
         n = pl.len().cast(pl.Float64)
         total = cents.sum().cast(pl.Float64)
@@ -295,7 +297,7 @@ def window_columns(sorted_transactions: pl.DataFrame) -> pl.DataFrame:
         *(
             (pl.col(c) * 100).round().cast(pl.Int64).alias(_cents(c))
             for c in value_columns
-            if c in _CENTS_COLUMNS
+            if c in CENTS_COLUMNS
         ),
         ((rank % cards_per_chunk) * stride + since_first).alias(_KEY),
     )
@@ -400,7 +402,8 @@ class _Entry(NamedTuple):
     values: dict[str, Any]
 
 
-def _aggregate(agg: str, values: list[float]) -> float | None:
+def aggregate(agg: str, values: list[float]) -> float | None:
+    """``agg`` of non-null ``values``, exactly (``math.fsum``); None where it is undefined."""
     if agg == "sum":
         return math.fsum(values)
     if not values:
@@ -438,7 +441,7 @@ class CardWindowState:
         entry = _Entry(
             transaction[TRANSACTION_TIME],
             transaction[TRANSACTION_ID],
-            {c: transaction[c] for c in _value_columns()},
+            {c: transaction[c] for c in value_columns()},
         )
         if entry.time.utcoffset() is None:
             raise ValueError(
@@ -488,7 +491,7 @@ class CardWindowState:
                 row[feature.name] = len(in_window)
             else:
                 values = [e.values[feature.column] for e in in_window]
-                row[feature.name] = _aggregate(feature.agg, [v for v in values if v is not None])
+                row[feature.name] = aggregate(feature.agg, [v for v in values if v is not None])
         previous = self._entries[-2].time if len(self._entries) > 1 else None
         row[PREV_TX_GAP_SECONDS] = (
             None if previous is None else (latest.time - previous) / timedelta(seconds=1)

@@ -6,8 +6,9 @@ Endpoints:
 * ``POST /predict/batch`` — ``{"transactions": [...]}`` (1 to :data:`MAX_BATCH`) →
   ``{"predictions": [...]}``, in request order, with one online-store query per group;
 * ``GET /health`` — liveness: 200 while the process runs;
-* ``GET /ready`` — readiness: 200 only when a model is loaded and the online store answers with
-  every online feature group at the version the code expects; otherwise 503 with the reasons;
+* ``GET /ready`` — readiness: 200 only when a model is loaded, the online store answers with
+  every online feature group at the version the code expects and the event log answers;
+  otherwise 503 with the reasons;
 * ``POST /admin/reload`` — re-read the champion alias now (no authentication: the service binds
   to 127.0.0.1 by default; put it behind a proxy that guards ``/admin`` before exposing it);
 * ``/openapi.json`` and ``/docs``.
@@ -26,9 +27,14 @@ column is a client bug better reported than ignored) or ill-typed field, a non-f
 out-of-range number, a ``transaction_time`` that is not an ISO 8601 string with a time zone,
 an unknown category/channel or malformed JSON gets a 422 whose ``detail`` names each bad
 field; a body over ``max_body_bytes`` (Content-Length or counted while streaming) a 413; an
-unknown route a 404. No model or no online store: 503 with the reason.
+unknown route a 404. No model, no online store or no event log: 503 with the reason.
 
-Every prediction is queued to the :class:`~fti_assets.lib.inference_log.InferenceLogger` (no I/O
+Every scored transaction is appended to the event log (``FTI_EVENT_LOG_URL``) before its
+response is sent, so the streaming pipeline (``fti stream``) can apply it to the card's window
+features before the card's next transaction; if the append fails the answer is a 503, never a
+200 for a transaction the log lacks. The features are read before the append: a pipeline fast
+enough to apply the transaction first must not turn its own card row into a "stale" one. Every
+prediction is also queued to the :class:`~fti_assets.lib.inference_log.InferenceLogger` (no I/O
 on the request path) and flushed on shutdown. Handlers are ``async`` and do their few hundred
 microseconds of CPU work on the event loop (online lookups, on-demand features, one LightGBM
 row): a thread-pool hop would cost more than it saves. Valid prediction requests skip
@@ -41,7 +47,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -66,7 +71,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fti_assets.lib.domain import CATEGORIES, CHANNELS, MAX_AMOUNT
 from fti_assets.lib.inference_log import InferenceLogger
-from fti_assets.lib.online_store import OnlineStore
+from fti_assets.lib.online_store import OnlineStoreBackend, OnlineStoreError, open_online_store
 from fti_assets.lib.serving import (
     AssembledFeatures,
     ChampionModel,
@@ -76,6 +81,9 @@ from fti_assets.lib.serving import (
     online_groups,
 )
 from fti_assets.lib.settings import Settings
+from fti_assets.lib.store_urls import display_url
+from fti_assets.lib.streaming.event_log import EventLog, EventLogError, open_event_log
+from fti_assets.lib.streaming.events import encode_transaction
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -176,7 +184,8 @@ class ServiceUnavailableError(Exception):
 
 
 class PredictionService:
-    """State of one worker process: the champion, the online store and the inference log."""
+    """State of one worker process: the champion, the online store, the event log and the
+    inference log."""
 
     def __init__(
         self,
@@ -198,10 +207,13 @@ class PredictionService:
         self.inference_log = InferenceLogger(
             settings.layout.inference_log_dir, flush_interval_s=log_flush_interval_s
         )
-        self._store: OnlineStore | None = None
+        self._store: OnlineStoreBackend | None = None
         self._assembler: FeatureAssembler | None = None
         self._store_error: str | None = None
         self._next_store_try = float("-inf")
+        self._event_log: EventLog | None = None
+        self._event_log_error: str | None = None
+        self._next_event_log_try = float("-inf")
 
     # -- dependencies -----------------------------------------------------------------------
 
@@ -209,11 +221,42 @@ class PredictionService:
         """Load the champion and open the online store up front (errors are only logged)."""
         self.model.get()
         self._assembler_or_none()
+        self._event_log_or_none()
 
     def close(self) -> None:
         self.inference_log.close()
         if self._store is not None:
             self._store.close()
+        if self._event_log is not None:
+            self._event_log.close()
+
+    def _event_log_or_none(self) -> EventLog | None:
+        if self._event_log is not None:
+            return self._event_log
+        now = time.monotonic()
+        if now < self._next_event_log_try:
+            return None
+        self._next_event_log_try = now + _STORE_RETRY_S
+        url = display_url(self.settings.event_log_url)
+        try:
+            self._event_log = open_event_log(self.settings.event_log_url)
+        except EventLogError as exc:
+            self._event_log_error = f"event log {url} cannot be opened: {exc}"
+            logger.warning("%s", self._event_log_error)
+            return None
+        self._event_log_error = None
+        logger.info("event log %s opened", url)
+        return self._event_log
+
+    def _append_events(self, fields: Sequence[dict[str, Any]]) -> None:
+        """Append the scored transactions to the event log; a 503 if that is impossible."""
+        log = self._event_log_or_none()
+        if log is None:
+            raise ServiceUnavailableError(self._event_log_error or "event log not open yet")
+        try:
+            log.append([encode_transaction(f) for f in fields])
+        except EventLogError as exc:
+            raise ServiceUnavailableError(f"event log error: {exc}") from exc
 
     def _assembler_or_none(self) -> FeatureAssembler | None:
         if self._assembler is not None:
@@ -222,15 +265,15 @@ class PredictionService:
         if now < self._next_store_try:
             return None
         self._next_store_try = now + _STORE_RETRY_S
-        path = self.settings.online_path
+        url = display_url(self.settings.online_url)
         try:
-            store = OnlineStore(path, readonly=True)
-        except (OSError, sqlite3.Error) as exc:
-            self._store_error = f"online store {path} cannot be opened: {exc}"
+            store = open_online_store(self.settings.online_url, readonly=True)
+        except OnlineStoreError as exc:
+            self._store_error = f"online store {url} cannot be opened: {exc}"
             logger.warning("%s", self._store_error)
             return None
         self._store, self._assembler, self._store_error = store, FeatureAssembler(store), None
-        logger.info("online store %s opened", path)
+        logger.info("online store %s opened", url)
         return self._assembler
 
     def _ready_model(self) -> LoadedModel:
@@ -253,6 +296,7 @@ class PredictionService:
         fields = request.model_dump()
         assembled = _lookup(lambda: self._ready_assembler().vector(fields))
         probability = model.predictor.predict_one(assembled.values)
+        self._append_events([fields])
         latency_ms = (time.perf_counter() - started) * 1000.0
         return self._finish(fields, assembled, model, probability, latency_ms)
 
@@ -263,6 +307,7 @@ class PredictionService:
         vectors = _lookup(lambda: self._ready_assembler().vectors(fields))
         predict_one = model.predictor.predict_one
         probabilities = [predict_one(v.values) for v in vectors]
+        self._append_events(fields)
         # Each record carries the batch's mean latency per transaction.
         latency_ms = (time.perf_counter() - started) * 1000.0 / len(requests)
         return [
@@ -313,16 +358,16 @@ class PredictionService:
         elif model_status["error"]:
             # The previous version still serves: ready, but say so.
             model_status["warning"] = model_status["error"]
-        store_status: dict[str, Any] = {"path": str(self.settings.online_path)}
+        store_status: dict[str, Any] = {"url": display_url(self.settings.online_url)}
         assembler = self._assembler_or_none()
         if assembler is None:
             reasons.append(self._store_error or "online store not open yet")
         else:
             try:
                 stored = {g["name"]: g for g in assembler.store.groups()}
-            except sqlite3.Error as exc:
+            except OnlineStoreError as exc:
                 stored = {}
-                reasons.append(f"online store {self.settings.online_path} does not answer: {exc}")
+                reasons.append(f"online store does not answer: {exc}")
             store_status["groups"] = {
                 name: {k: g[k] for k in ("version", "row_count", "max_event_time")}
                 for name, g in stored.items()
@@ -336,12 +381,22 @@ class PredictionService:
                         f"online store serves {spec.name!r} version {group['version']}; "
                         f"the service expects version {spec.version}"
                     )
+        log_status: dict[str, Any] = {"url": display_url(self.settings.event_log_url)}
+        log = self._event_log_or_none()
+        if log is None:
+            reasons.append(self._event_log_error or "event log not open yet")
+        else:
+            try:
+                log_status["end_offset"] = log.end_offset()
+            except EventLogError as exc:
+                reasons.append(f"event log does not answer: {exc}")
         ready = not reasons
         return ready, {
             "ready": ready,
             "reasons": reasons,
             "model": model_status,
             "online_store": store_status,
+            "event_log": log_status,
         }
 
 
@@ -351,7 +406,7 @@ def _lookup(build: Callable[[], T]) -> T:
         return build()
     except KeyError as exc:  # a group missing from the store
         raise ServiceUnavailableError(str(exc.args[0]) if exc.args else str(exc)) from exc
-    except sqlite3.Error as exc:
+    except OnlineStoreError as exc:
         raise ServiceUnavailableError(f"online store error: {exc}") from exc
 
 
@@ -508,7 +563,7 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app (``uvicorn --factory fti_assets.service.app:create_app``).
 
-    ``settings`` defaults to :meth:`Settings.from_env` (FTI_DATA_DIR, FTI_ONLINE_PATH, ...).
+    ``settings`` defaults to :meth:`Settings.from_env` (FTI_DATA_DIR, FTI_ONLINE_URL, ...).
     ``fast_path=False`` serves predictions through the FastAPI routes only (same answers, more
     CPU per request; see :class:`PredictFastPath`). ``freeze_gc`` moves every object that
     exists once the app has started out of the garbage collector's scans (``gc.freeze``): it
@@ -539,7 +594,7 @@ def create_app(
         title="FTI fraud prediction service",
         description=(
             "Scores card transactions with the champion fraud model on online features "
-            "(SQLite online store) plus on-demand features."
+            "(SQLite or Redis online store) plus on-demand features."
         ),
         version="1",
         lifespan=lifespan,
@@ -553,7 +608,7 @@ def create_app(
     errors: dict[int | str, dict[str, Any]] = {
         413: {"model": ErrorResponse, "description": "Body larger than the limit"},
         422: {"model": ErrorResponse, "description": "Invalid request; names the fields"},
-        503: {"model": ErrorResponse, "description": "No model or no online store"},
+        503: {"model": ErrorResponse, "description": "No model, online store or event log"},
     }
 
     @app.post("/predict", response_model=PredictionResponse, responses=errors)

@@ -1,12 +1,19 @@
-"""Online store (SQLite): latest row per entity, typed lookups, versions, atomic batches."""
+"""Online store: latest row per entity, typed lookups, versions, atomic batches.
+
+Every test that takes ``online_url`` (or ``store``) runs against both backends: a SQLite file
+and a real redis-server (skipped, saying why, when redis-server is not installed).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing as mp
 import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +21,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+import redis
 
 from fti_assets.lib.feature_groups import FeatureGroupSpec, FeatureSpec
 from fti_assets.lib.online_store import (
@@ -22,8 +30,12 @@ from fti_assets.lib.online_store import (
     OnlineStore,
     OnlineStoreBackend,
     OnlineStoreLayoutError,
+    OnlineStoreUnavailableError,
+    StreamCommit,
     WriteResult,
+    open_online_store,
 )
+from fti_assets.lib.store_urls import sqlite_path, sqlite_url
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 SPAWN = mp.get_context("spawn")
@@ -73,8 +85,8 @@ def card_frame(rows: list[tuple[int, datetime, float]]) -> pl.DataFrame:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> OnlineStore:
-    with OnlineStore(tmp_path / "online.sqlite") as opened:
+def store(online_url: str) -> Iterator[OnlineStoreBackend]:
+    with open_online_store(online_url) as opened:
         yield opened
 
 
@@ -82,7 +94,7 @@ def amounts(rows: list[OnlineRow | NotFound]) -> list[float | None]:
     return [r.features["amount_mean"] if isinstance(r, OnlineRow) else None for r in rows]
 
 
-def test_latest_row_per_entity_wins_within_a_batch(store: OnlineStore) -> None:
+def test_latest_row_per_entity_wins_within_a_batch(store: OnlineStoreBackend) -> None:
     frame = card_frame(
         [
             (1, T0 + timedelta(hours=2), 12.0),
@@ -103,7 +115,7 @@ def test_latest_row_per_entity_wins_within_a_batch(store: OnlineStore) -> None:
     assert store.get("card_profile", 2).features["amount_mean"] == 20.0
 
 
-def test_older_incoming_rows_never_overwrite_newer_stored_ones(store: OnlineStore) -> None:
+def test_older_incoming_rows_never_overwrite_newer_stored_ones(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(1, T0 + timedelta(days=1), 1.0), (2, T0, 2.0)]))
 
     late = card_frame([(1, T0, 100.0), (2, T0 + timedelta(days=2), 200.0)])
@@ -114,7 +126,7 @@ def test_older_incoming_rows_never_overwrite_newer_stored_ones(store: OnlineStor
     assert store.get("card_profile", 1).event_time == T0 + timedelta(days=1)
 
 
-def test_values_come_back_with_python_types(store: OnlineStore) -> None:
+def test_values_come_back_with_python_types(store: OnlineStoreBackend) -> None:
     frame = card_frame([(4, T0, 7.5)]).vstack(
         pl.DataFrame(
             {
@@ -154,7 +166,7 @@ def test_values_come_back_with_python_types(store: OnlineStore) -> None:
     assert store.get_many("card_profile", [4]) == [row]
 
 
-def test_timestamps_round_trip_to_the_microsecond(store: OnlineStore) -> None:
+def test_timestamps_round_trip_to_the_microsecond(store: OnlineStoreBackend) -> None:
     rng = random.Random(7)
     span_us = int(
         (datetime(2100, 1, 1, tzinfo=UTC) - datetime(1901, 1, 1, tzinfo=UTC))
@@ -173,7 +185,7 @@ def test_timestamps_round_trip_to_the_microsecond(store: OnlineStore) -> None:
     assert [r.features["last_tx_at"] for r in rows] == [m - timedelta(minutes=5) for m in moments]
 
 
-def test_event_time_in_another_timezone_is_stored_as_utc(store: OnlineStore) -> None:
+def test_event_time_in_another_timezone_is_stored_as_utc(store: OnlineStoreBackend) -> None:
     frame = card_frame([(1, T0, 1.0)]).with_columns(
         pl.col("event_time").dt.convert_time_zone("Europe/Berlin")
     )
@@ -183,7 +195,7 @@ def test_event_time_in_another_timezone_is_stored_as_utc(store: OnlineStore) -> 
     assert store.get("card_profile", 1).event_time == T0
 
 
-def test_get_many_mixes_rows_and_not_found_in_request_order(store: OnlineStore) -> None:
+def test_get_many_mixes_rows_and_not_found_in_request_order(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(i, T0, float(i)) for i in range(0, 2000, 2)]))
 
     result = store.get_many("card_profile", [6, 7, 2, 6, 999_999])
@@ -199,14 +211,14 @@ def test_get_many_mixes_rows_and_not_found_in_request_order(store: OnlineStore) 
     ]
 
 
-def test_unknown_entity_is_not_found(store: OnlineStore) -> None:
+def test_unknown_entity_is_not_found(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(1, T0, 1.0)]))
 
     assert store.get("card_profile", 2) == NotFound("card_profile", {"card_id": 2})
     assert store.get("card_profile", {"card_id": 1}).keys == {"card_id": 1}
 
 
-def test_multi_column_keys(store: OnlineStore) -> None:
+def test_multi_column_keys(store: OnlineStoreBackend) -> None:
     frame = pl.DataFrame(
         {
             "card_id": [1, 1, 2, 1],
@@ -238,7 +250,7 @@ def test_multi_column_keys(store: OnlineStore) -> None:
         store.get("card_merchant", {"card_id": 1})
 
 
-def test_key_of_the_wrong_type_is_refused(store: OnlineStore) -> None:
+def test_key_of_the_wrong_type_is_refused(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(1, T0, 1.0)]))
 
     with pytest.raises(TypeError, match="'1'"):
@@ -247,7 +259,7 @@ def test_key_of_the_wrong_type_is_refused(store: OnlineStore) -> None:
         store.get_many("card_profile", [1, 1.5])
 
 
-def test_unknown_group_raises_key_error_naming_known_groups(store: OnlineStore) -> None:
+def test_unknown_group_raises_key_error_naming_known_groups(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(1, T0, 1.0)]))
 
     with pytest.raises(KeyError, match=r"'card_profil'.*\['card_profile'\]"):
@@ -258,7 +270,7 @@ def test_unknown_group_raises_key_error_naming_known_groups(store: OnlineStore) 
         store.latest("nope")
 
 
-def test_version_bump_serves_the_new_version_and_keeps_the_old(store: OnlineStore) -> None:
+def test_version_bump_serves_the_new_version_and_keeps_the_old(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(1, T0, 1.0), (2, T0, 2.0)]))
     v2 = FeatureGroupSpec(
         name="card_profile",
@@ -286,7 +298,7 @@ def test_version_bump_serves_the_new_version_and_keeps_the_old(store: OnlineStor
     assert isinstance(store.get("card_profile", 1), NotFound)
 
 
-def test_breaking_change_without_version_bump_is_refused(store: OnlineStore) -> None:
+def test_breaking_change_without_version_bump_is_refused(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(1, T0, 1.0)]))
     changed = FeatureGroupSpec(
         name="card_profile",
@@ -303,7 +315,7 @@ def test_breaking_change_without_version_bump_is_refused(store: OnlineStore) -> 
     assert store.get("card_profile", 1).features["last_tx_at"] == T0 - timedelta(minutes=5)
 
 
-def test_replace_group_rebuilds_from_the_frame_alone(store: OnlineStore) -> None:
+def test_replace_group_rebuilds_from_the_frame_alone(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(1, T0 + timedelta(days=9), 1.0), (2, T0, 2.0)]))
 
     result = store.replace_group(CARD, card_frame([(1, T0, 10.0)]))
@@ -312,7 +324,7 @@ def test_replace_group_rebuilds_from_the_frame_alone(store: OnlineStore) -> None
     assert amounts(store.get_many("card_profile", [1, 2])) == [10.0, None]
 
 
-def test_write_rejects_bad_frames(store: OnlineStore) -> None:
+def test_write_rejects_bad_frames(store: OnlineStoreBackend) -> None:
     good = card_frame([(1, T0, 1.0)])
 
     with pytest.raises(ValueError, match="lacks columns.*tx_count"):
@@ -327,14 +339,30 @@ def test_write_rejects_bad_frames(store: OnlineStore) -> None:
         store.get("card_profile", 1)
 
 
-def test_readonly_store_cannot_write(tmp_path: Path) -> None:
-    path = tmp_path / "online.sqlite"
-    with pytest.raises(FileNotFoundError, match="online.sqlite"):
-        OnlineStore(path, readonly=True)
-    with OnlineStore(path) as writer:
+def test_a_missing_sqlite_file_is_unavailable_to_a_reader(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "online.sqlite")
+
+    with pytest.raises(OnlineStoreUnavailableError, match="online.sqlite does not exist"):
+        open_online_store(url, readonly=True)
+
+
+def test_an_unreachable_redis_is_unavailable() -> None:
+    with pytest.raises(OnlineStoreUnavailableError, match="127.0.0.1:1"):
+        open_online_store("redis://127.0.0.1:1/0")
+
+
+def test_online_urls_are_checked() -> None:
+    with pytest.raises(ValueError, match="FTI_ONLINE_URL='postgres://x'.*sqlite:///.*redis://"):
+        open_online_store("postgres://x")
+    with pytest.raises(ValueError, match="absolute path"):
+        open_online_store("sqlite://relative/online.sqlite")
+
+
+def test_readonly_store_cannot_write(online_url: str) -> None:
+    with open_online_store(online_url) as writer:
         writer.write_group(CARD, card_frame([(1, T0, 1.0)]))
 
-    with OnlineStore(path, readonly=True) as reader:
+    with open_online_store(online_url, readonly=True) as reader:
         with pytest.raises(PermissionError, match="read-only"):
             reader.write_group(CARD, card_frame([(1, T0 + timedelta(days=1), 9.0)]))
         with pytest.raises(PermissionError, match="read-only"):
@@ -342,7 +370,7 @@ def test_readonly_store_cannot_write(tmp_path: Path) -> None:
         assert amounts(reader.get_many("card_profile", [1, 2])) == [1.0, None]
 
 
-def test_groups_describe_what_is_stored(store: OnlineStore) -> None:
+def test_groups_describe_what_is_stored(store: OnlineStoreBackend) -> None:
     before = datetime.now(UTC)
     store.write_group(CARD, card_frame([(1, T0, 1.0), (2, T0 + timedelta(hours=3), 2.0)]))
     store.write_group(
@@ -363,7 +391,7 @@ def test_groups_describe_what_is_stored(store: OnlineStore) -> None:
     assert listed["card_merchant"]["entity_keys"] == ["card_id", "merchant_id"]
 
 
-def test_latest_equals_the_newest_offline_rows(store: OnlineStore) -> None:
+def test_latest_equals_the_newest_offline_rows(store: OnlineStoreBackend) -> None:
     offline = card_frame([(i % 50, T0 + timedelta(minutes=i), float(i)) for i in range(200)])
     store.write_group(CARD, offline)
 
@@ -374,9 +402,11 @@ def test_latest_equals_the_newest_offline_rows(store: OnlineStore) -> None:
     assert online.sort("card_id").equals(expected)
 
 
-def test_a_reader_on_another_connection_sees_a_version_bump(tmp_path: Path) -> None:
-    path = tmp_path / "online.sqlite"
-    with OnlineStore(path) as writer, OnlineStore(path, readonly=True) as reader:
+def test_a_reader_on_another_connection_sees_a_version_bump(online_url: str) -> None:
+    with (
+        open_online_store(online_url) as writer,
+        open_online_store(online_url, readonly=True) as reader,
+    ):
         writer.write_group(CARD, card_frame([(1, T0, 1.0)]))
         assert reader.get("card_profile", 1).version == 1
         v2 = FeatureGroupSpec("card_profile", 2, ("card_id",), CARD.features[:1], "v2")
@@ -388,7 +418,7 @@ def test_a_reader_on_another_connection_sees_a_version_bump(tmp_path: Path) -> N
         )
 
 
-def test_one_store_serves_many_threads(store: OnlineStore) -> None:
+def test_one_store_serves_many_threads(store: OnlineStoreBackend) -> None:
     store.write_group(CARD, card_frame([(i, T0, float(i)) for i in range(1000)]))
     errors: list[str] = []
 
@@ -412,15 +442,15 @@ def test_one_store_serves_many_threads(store: OnlineStore) -> None:
     assert errors == []
 
 
-def test_store_satisfies_the_backend_interface(store: OnlineStore) -> None:
+def test_store_satisfies_the_backend_interface(store: OnlineStoreBackend) -> None:
     assert isinstance(store, OnlineStoreBackend)
 
 
 # -- other processes ---------------------------------------------------------------------------
 
 
-def read_in_child(path: str) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
-    with OnlineStore(path, readonly=True) as reader:
+def read_in_child(url: str) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
+    with open_online_store(url, readonly=True) as reader:
         return (
             reader.get_many("card_profile", [1, 2, 3]),
             [reader.get("card_merchant", {"card_id": 1, "merchant_id": "m"})],
@@ -428,9 +458,8 @@ def read_in_child(path: str) -> tuple[list[Any], list[Any], list[dict[str, Any]]
         )
 
 
-def test_store_reopened_in_another_process_reads_the_same_rows(tmp_path: Path) -> None:
-    path = tmp_path / "online.sqlite"
-    with OnlineStore(path) as writer:
+def test_store_reopened_in_another_process_reads_the_same_rows(online_url: str) -> None:
+    with open_online_store(online_url) as writer:
         writer.write_group(CARD, card_frame([(1, T0, 1.0), (2, T0, 2.0)]))
         writer.write_group(
             CARD_MERCHANT,
@@ -445,7 +474,7 @@ def test_store_reopened_in_another_process_reads_the_same_rows(tmp_path: Path) -
         )
 
     with ProcessPoolExecutor(max_workers=1, mp_context=SPAWN) as pool:
-        got = pool.submit(read_in_child, str(path)).result(timeout=120)
+        got = pool.submit(read_in_child, online_url).result(timeout=120)
 
     assert got == expected
     assert isinstance(got[0][2], NotFound) and got[1][0].features == {"tx_count": 5}
@@ -472,10 +501,10 @@ ATOMIC = FeatureGroupSpec(
 )
 
 
-def watch_snapshots(path: str, ready: Any, stop: Any, reads: Any, out: Any) -> None:
+def watch_snapshots(url: str, ready: Any, stop: Any, reads: Any, out: Any) -> None:
     """Read the probes until told to stop; report the run-length sequence of snapshot states."""
     runs: list[list[Any]] = []
-    with OnlineStore(path, readonly=True) as reader:
+    with open_online_store(url, readonly=True) as reader:
         ready.set()
         while not stop.is_set():
             rows = reader.get_many("atomic", PROBES)
@@ -498,28 +527,54 @@ def wait_for_reads(reads: Any, at_least: int, timeout_s: float = 60.0) -> None:
         time.sleep(0.001)
 
 
-def test_a_reader_never_sees_a_partial_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def pause_inside_the_write(
+    store: OnlineStoreBackend, monkeypatch: pytest.MonkeyPatch, pause: Callable[[], None]
 ) -> None:
-    path = tmp_path / "online.sqlite"
-    store = OnlineStore(path)
+    """Call ``pause`` once the write has sent part of its rows but before it is complete.
+
+    SQLite: every row is in the WAL, the COMMIT not yet run. Redis: the first Lua upsert of the
+    batch has been sent (queued inside MULTI by the atomic implementation, applied at once by
+    one that is not), the others not yet.
+    """
+    if isinstance(store, OnlineStore):
+
+        def commit_after_pause(writer: Any) -> None:
+            pause()
+            OnlineStore._commit(store, writer)
+
+        monkeypatch.setattr(store, "_commit", commit_after_pause)
+        return
+    upsert, calls = store._upsert, []
+
+    def upsert_then_pause(*args: Any, **kwargs: Any) -> Any:
+        result = upsert(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            pause()
+        return result
+
+    monkeypatch.setattr(store, "_upsert", upsert_then_pause)
+
+
+def test_a_reader_never_sees_a_partial_batch(
+    online_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_online_store(online_url)
     store.write_group(ATOMIC, atomic_frame("A", T0))
     ready, stop, reads, out = SPAWN.Event(), SPAWN.Event(), SPAWN.Value("i", 0), SPAWN.Queue()
-    reader = SPAWN.Process(target=watch_snapshots, args=(str(path), ready, stop, reads, out))
+    reader = SPAWN.Process(target=watch_snapshots, args=(online_url, ready, stop, reads, out))
     reader.start()
-    reads_while_uncommitted: list[int] = []
+    reads_while_incomplete: list[int] = []
 
-    def commit_once_the_reader_has_looked(writer: Any) -> None:
-        # All 200k updates are in the WAL but not committed: make the reader look now.
+    def let_the_reader_look() -> None:
         start = reads.value
         wait_for_reads(reads, start + 5)
-        reads_while_uncommitted.append(reads.value - start)
-        OnlineStore._commit(store, writer)
+        reads_while_incomplete.append(reads.value - start)
 
     try:
         assert ready.wait(120), "reader process did not start"
         wait_for_reads(reads, 1)
-        monkeypatch.setattr(store, "_commit", commit_once_the_reader_has_looked)
+        pause_inside_the_write(store, monkeypatch, let_the_reader_look)
         result = store.write_group(ATOMIC, atomic_frame("B", T0 + timedelta(hours=1)))
         wait_for_reads(reads, reads.value + 5)
     finally:
@@ -529,7 +584,7 @@ def test_a_reader_never_sees_a_partial_batch(
         store.close()
 
     assert result.entities_written == ATOMIC_ENTITIES
-    assert reads_while_uncommitted and reads_while_uncommitted[0] >= 5
+    assert reads_while_incomplete and reads_while_incomplete[0] >= 5
     assert [state for state, _ in runs] == ["A", "B"], runs
 
 
@@ -576,7 +631,7 @@ def every_dtype_frame() -> pl.DataFrame:
     )
 
 
-def test_every_dtype_and_awkward_value_comes_back_as_written(store: OnlineStore) -> None:
+def test_every_dtype_and_awkward_value_comes_back_as_written(store: OnlineStoreBackend) -> None:
     frame = every_dtype_frame()
     store.write_group(EVERY_DTYPE, frame)
 
@@ -629,7 +684,7 @@ def test_every_dtype_and_awkward_value_comes_back_as_written(store: OnlineStore)
     assert latest.sort("merchant_id").equals(expected.sort("merchant_id"))
 
 
-def test_string_keys_accept_scalars_and_dicts_in_one_call(store: OnlineStore) -> None:
+def test_string_keys_accept_scalars_and_dicts_in_one_call(store: OnlineStoreBackend) -> None:
     store.write_group(EVERY_DTYPE, every_dtype_frame())
 
     rows = store.get_many("every_dtype", ["nan", {"merchant_id": "plain"}, "missing", "nan"])
@@ -645,7 +700,7 @@ def test_string_keys_accept_scalars_and_dicts_in_one_call(store: OnlineStore) ->
         store.get_many("every_dtype", ["plain", 7])
 
 
-def test_a_key_named_like_the_packed_values_column_is_refused(store: OnlineStore) -> None:
+def test_a_key_named_like_the_packed_values_column_is_refused(store: OnlineStoreBackend) -> None:
     spec = FeatureGroupSpec(
         "clash", 1, ("fti_values",), (FeatureSpec("x", "int64", "x"),), "clashing key"
     )
@@ -654,23 +709,31 @@ def test_a_key_named_like_the_packed_values_column_is_refused(store: OnlineStore
         store.write_group(spec, pl.DataFrame({"fti_values": [1], "event_time": [T0], "x": [1]}))
 
 
-def mark_as_old_layout(path: Path) -> None:
-    """Make the file look written by the one-column-per-feature code: its specs had no layout."""
-    con = sqlite3.connect(path)
-    with con:
-        con.execute("UPDATE fti_online_group_versions SET spec = json_remove(spec, '$.layout')")
-    con.close()
+def mark_as_old_layout(url: str) -> None:
+    """Make the store look written by the one-column-per-feature code: its specs had no layout."""
+    if url.startswith("sqlite:"):
+        con = sqlite3.connect(sqlite_path(url, "url"))
+        with con:
+            con.execute("UPDATE fti_online_group_versions SET spec = json_remove(spec, '$.layout')")
+        con.close()
+        return
+    client = redis.Redis.from_url(url)
+    for field, spec in client.hgetall("fti:online:specs").items():
+        raw = json.loads(spec)
+        del raw["layout"]
+        client.hset("fti:online:specs", field, json.dumps(raw))
+    client.incr("fti:online:generation")
+    client.close()
 
 
-def test_a_group_written_with_the_old_layout_is_refused_until_rewritten(tmp_path: Path) -> None:
-    path = tmp_path / "online.sqlite"
-    with OnlineStore(path) as writer:
+def test_a_group_written_with_the_old_layout_is_refused_until_rewritten(online_url: str) -> None:
+    with open_online_store(online_url) as writer:
         writer.write_group(CARD, card_frame([(1, T0, 1.0)]))
-    mark_as_old_layout(path)
+    mark_as_old_layout(online_url)
 
     with pytest.raises(OnlineStoreLayoutError, match="'card_profile' version 1.*layout 1.*rewrite"):
-        OnlineStore(path, readonly=True)
-    with OnlineStore(path) as writer:
+        open_online_store(online_url, readonly=True)
+    with open_online_store(online_url) as writer:
         with pytest.raises(OnlineStoreLayoutError, match="layout 1"):
             writer.get("card_profile", 1)
         with pytest.raises(OnlineStoreLayoutError, match="layout 1"):
@@ -683,5 +746,37 @@ def test_a_group_written_with_the_old_layout_is_refused_until_rewritten(tmp_path
         writer.replace_group(CARD, card_frame([(2, T0, 2.0)]))
 
         assert amounts(writer.get_many("card_profile", [1, 2])) == [None, 2.0]
-    with OnlineStore(path, readonly=True) as reader:
+    with open_online_store(online_url, readonly=True) as reader:
         assert reader.get("card_profile", 2).features["amount_mean"] == 2.0
+
+
+def test_rows_of_a_stream_commit_read_back_as_the_same_rows_written_in_a_batch(
+    store: OnlineStoreBackend,
+) -> None:
+    frame = every_dtype_frame()
+    streamed = dataclasses.replace(EVERY_DTYPE, name="every_dtype_streamed")
+    keys = frame["merchant_id"].to_list()
+    store.write_group(EVERY_DTYPE, frame)
+
+    store.commit_stream(StreamCommit("c", 0, 1, streamed, frame.to_dicts(), counters={"events": 1}))
+
+    batch, stream = store.get_many("every_dtype", keys), store.get_many(streamed.name, keys)
+    assert [(r.event_time, r.features) for r in stream] == [
+        (r.event_time, r.features) for r in batch
+    ]
+    assert stream[1].features["score"] == float("inf")
+    assert store.latest(streamed.name).equals(store.latest("every_dtype"))
+    (meta,) = [g for g in store.groups() if g["name"] == streamed.name]
+    assert (meta["row_count"], meta["max_event_time"]) == (5, T0 + timedelta(seconds=1))
+
+
+def test_a_stream_commit_with_a_bad_value_writes_nothing(store: OnlineStoreBackend) -> None:
+    row = every_dtype_frame().to_dicts()[0]
+
+    with pytest.raises(ValueError, match="count='x' \\(str\\) is not a int64"):
+        store.commit_stream(
+            StreamCommit("c", 0, 1, EVERY_DTYPE, [{**row, "count": "x"}], counters={"events": 1})
+        )
+    assert store.stream_checkpoint("c") is None
+    with pytest.raises(KeyError, match="every_dtype"):
+        store.get("every_dtype", "plain")

@@ -2,8 +2,10 @@
 
 ``card_transaction_features`` is built by Polars from the window declarations in
 fti_assets/lib/windows.py. The ``online_*`` assets copy the latest row per entity of each online
-feature group into the SQLite online store, in one transaction per group, once the group's
-blocking contract check has passed.
+feature group into the online store (SQLite or Redis, ``FTI_ONLINE_URL``), in one atomic write
+per group, once the group's blocking contract check has passed. The streaming pipeline
+(``fti stream``) writes the same card rows between two batch runs; an entity's row never moves
+back in time, whichever path wrote it last.
 """
 
 import dagster as dg
@@ -18,9 +20,8 @@ from fti_assets.defs.metadata import (
 from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
 from fti_assets.lib.feature_pipelines import latest_offline_rows, refresh_card_transaction_features
 from fti_assets.lib.offline_store import current_snapshot
-from fti_assets.lib.online_store import OnlineStore
 from fti_assets.partitions import DAILY_TAGS, daily_partitions, lookback_dep, single_run
-from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
+from fti_assets.resources import OfflineStoreResource, OnlineStoreResource, online_store_kind
 
 
 @dg.asset(
@@ -61,12 +62,12 @@ def _online_asset(group: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"online_{group}",
         group_name="online",
-        kinds={"sqlite"},
+        kinds={online_store_kind()},
         owners=OWNERS,
         deps=[dg.AssetDep(group)],
         description=(
             f"Latest row per {', '.join(spec.entity_keys)} of feature group {group} "
-            f"v{spec.version} in the SQLite online store (one transaction per write)."
+            f"v{spec.version} in the online store (one atomic write per run)."
         ),
         metadata={"feature_group": group, "feature_group_version": spec.version},
         automation_condition=latest_condition(),
@@ -79,7 +80,7 @@ def _online_asset(group: str) -> dg.AssetsDefinition:
             snapshot = current_snapshot(con)
         with offline_store.connection(snapshot=snapshot) as con:
             latest = latest_offline_rows(con, spec)
-        with OnlineStore(online_store.path) as store:
+        with online_store.open() as store:
             result = store.write_group(spec, latest)
         return dg.MaterializeResult(
             metadata={
@@ -87,7 +88,7 @@ def _online_asset(group: str) -> dg.AssetsDefinition:
                 "rows_in": result.rows_in,
                 "entities_skipped_older": result.entities_skipped_older,
                 "max_event_time": str(latest[spec.event_time].max()),
-                "online_path": online_store.path,
+                "online_store": online_store.display_url,
                 "offline_lake_snapshot": snapshot,
             }
         )

@@ -16,7 +16,6 @@ import dagster as dg
 from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
 from fti_assets.lib.feature_pipelines import online_offline_mismatches
 from fti_assets.lib.offline_store import quote_ident, read_frame, table_exists
-from fti_assets.lib.online_store import OnlineStore
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
 
 
@@ -82,7 +81,7 @@ def _online_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
     ) -> dg.AssetCheckResult:
         with (
             offline_store.connection(read_only=True) as con,
-            OnlineStore(online_store.path, readonly=True) as store,
+            online_store.open(readonly=True) as store,
         ):
             compared, problems = online_offline_mismatches(store, con, spec)
         return dg.AssetCheckResult(
