@@ -133,6 +133,12 @@ def dataset_info() -> BuildInfo:
         rows={},
         positives={},
         feature_groups={},
+        feature_view={
+            "name": "crash_view",
+            "version": 1,
+            "fingerprint": "f" * 64,
+            "definition": {},
+        },
         lake_snapshot=7,
     )
 
@@ -145,6 +151,7 @@ def write_training_dataset(workdir: Path) -> None:
         workdir / "datasets",
         feature_columns=FEATURE_COLUMNS,
         categorical_columns=CATEGORICAL_FEATURES,
+        label="is_fraud",
         code_version="crash-trial",
     )
 
