@@ -54,6 +54,8 @@ from fti_assets.lib.online_store import OnlineStore
 from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.serving import ChampionModel, FeatureAssembler, online_groups
 from fti_assets.lib.settings import PROJECT_ROOT, Settings
+from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
+from fti_assets.specs.labels import FRAUD_LABEL
 from tests.unit.test_serving import random_group_frame, register, train_small_model
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -228,7 +230,10 @@ def in_process_section(settings: Settings, bodies: list[dict[str, Any]]) -> Sect
         app.state.service.start()  # what the lifespan does
     store = OnlineStore(settings.online_path, readonly=True)
     try:
-        assembler = FeatureAssembler(store)
+        assembler = FeatureAssembler(
+            store, resolved(FRAUD_FEATURES),
+            request_fields=FRAUD_LABEL.request_columns, time_field=FRAUD_LABEL.time_column,
+        )  # fmt: skip
         champion = ChampionModel(settings.layout.models_dir, "fraud_model").get()
         assert champion is not None, "the benchmark data has a champion"
         predictor = champion.predictor

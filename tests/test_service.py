@@ -33,11 +33,18 @@ from fti_assets.lib.on_demand import ON_DEMAND_NAMES, compute_on_demand
 from fti_assets.lib.online_store import OnlineStore
 from fti_assets.lib.predictor import Predictor
 from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.serving import FeatureAssembler
 from fti_assets.lib.settings import PROJECT_ROOT, Settings
-from fti_assets.lib.training import TrainResult
+from fti_assets.lib.training import TrainParams, TrainResult, train_model
 from fti_assets.service.app import create_app
-from tests.unit.test_serving import group_tables, register, train_small_model, write_online_store
+from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
+from tests.unit.test_serving import (
+    assembler_for,
+    group_tables,
+    register,
+    train_small_model,
+    training_frame,
+    write_online_store,
+)
 
 UTC_US = pl.Datetime("us", "UTC")
 BODY = {
@@ -101,7 +108,7 @@ def expected_vector(settings: Settings, body: dict) -> dict:
     at = datetime.fromisoformat(body["transaction_time"]).astimezone(UTC)
     fields = {**body, "transaction_time": at}
     with OnlineStore(settings.online_path, readonly=True) as store:
-        return FeatureAssembler(store).vector(fields).values
+        return assembler_for(store).vector(fields).values
 
 
 def expected_probability(settings: Settings, trained: TrainResult, body: dict) -> float:
@@ -286,6 +293,45 @@ def test_promote_and_rollback_are_served_without_restart(
     third = client.post("/predict", json=BODY).json()
     assert third["model_version"] == 1
     assert third["fraud_probability"] == first["fraud_probability"]
+
+
+def test_a_rollback_moves_the_model_and_its_feature_view_together(
+    client: TestClient, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    """v3 is trained on a NEW feature view version (without the merchant groups): promoted, the
+    service builds v3's vectors through that view; rolled back, v1 with v1's view again — no
+    restart, nothing else to move."""
+    narrow = dataclasses.replace(
+        FRAUD_FEATURES,
+        version=FRAUD_FEATURES.version + 1,
+        selections=tuple(s for s in FRAUD_FEATURES.selections if not s.group.startswith("merch")),
+    )
+    inputs, categorical = resolved(narrow).input_columns()
+    trained = train_model(
+        training_frame(3000, 5), training_frame(1000, 6), "is_fraud",
+        [c for c in inputs if c not in categorical], categorical,
+        TrainParams(n_estimators=10, early_stopping_rounds=None, min_child_samples=20),
+        tmp_path / "narrow",
+    )  # fmt: skip
+    record = {"name": narrow.name, "version": narrow.version,
+              "fingerprint": narrow.fingerprint(), "definition": narrow.to_dict()}  # fmt: skip
+    v3 = registry.register(
+        "fraud_model", trained.artifact_dir, training_dataset_version="v0009",
+        feature_group_versions={}, params={}, metrics={}, code_version="test",
+        feature_view=record,
+    ).version  # fmt: skip
+
+    def served() -> tuple[int, set[str]]:
+        body = client.post("/predict", json=BODY).json()
+        return body["model_version"], set(body["features_event_time"])
+
+    assert served() == (1, {s.group for s in FRAUD_FEATURES.selections})
+    registry.promote("fraud_model", v3)
+    assert served() == (v3, {s.group for s in narrow.selections})
+    registry.rollback("fraud_model")
+    assert served() == (1, {s.group for s in FRAUD_FEATURES.selections})
+    status = client.get("/ready").json()
+    assert "merchant_daily_features" in json.dumps(status)
 
 
 def test_admin_reload_picks_up_the_champion_at_once(

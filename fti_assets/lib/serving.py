@@ -1,13 +1,13 @@
 """Online feature vectors and the champion model, for the real-time prediction service.
 
 :class:`FeatureAssembler` builds, for one request, the same feature vector a training dataset
-row holds (``fti_assets.lib.datasets``): the request fields, every online group's features as
-``{group}__{feature}`` plus ``{group}__event_time`` (which stored row was used), then the
-on-demand features from :func:`~fti_assets.lib.on_demand.compute_on_demand_row`, the function
-whose frame version fills the training data. Rules, the same as the point-in-time join's:
+row of a feature view holds (``fti_assets.lib.datasets``): the request fields, every selected
+group's selected features as ``{group}__{feature}`` plus ``{group}__event_time`` (which stored
+row was used), then the view's on-demand features, computed by the same function that fills the
+training data. Rules, the same as the point-in-time join's:
 
 * a group's row is used only if its ``event_time`` is strictly earlier than the request's
-  ``transaction_time``. The online store holds only the latest row per entity, so a replayed or
+  prediction time. The online store holds only the latest row per entity, so a replayed or
   old request whose entity has a newer row gets that group as missing (reported as ``stale``);
 * an entity the group does not hold (a new card, an unknown merchant) gets the group's features
   as ``None`` — what the training data holds for entities without history, and what LightGBM
@@ -15,14 +15,16 @@ whose frame version fills the training data. Rules, the same as the point-in-tim
   error.
 
 :class:`ChampionModel` holds the :class:`~fti_assets.lib.predictor.Predictor` of a model alias
-(``champion`` of ``fraud_model``). It reads the registry's ``aliases.json``, and at most every
-``check_interval_s`` it stats that file (and, given the registry's SQLite file, reads the model's
-alias-history number there, read-only: WAL readers never wait for writers); when either changed
-and the alias names another version, it loads that version (sha256 checked) and swaps it in with
-one attribute assignment, so a promote or rollback is picked up without a restart. A file that
-is behind the registry (a process killed between the registry's commit and the file's rewrite)
-is bypassed: the aliases are read from the database until the registry repairs the file. A
-version that fails to load leaves the previous one serving and is reported by :meth:`status`.
+(``champion`` of ``fraud_model``) and the feature view that version was trained on. It reads
+the registry's ``aliases.json``, and at most every ``check_interval_s`` it stats that file (and,
+given the registry's SQLite file, reads the model's alias-history number there, read-only: WAL
+readers never wait for writers); when either changed and the alias names another version, it
+loads that version (sha256 checked) and its view, and swaps them in with one attribute
+assignment, so a promote or rollback is picked up without a restart — model and features move
+together. A file that is behind the registry (a process killed between the registry's commit
+and the file's rewrite) is bypassed: the aliases are read from the database until the registry
+repairs the file. A version that fails to load leaves the previous one serving and is reported
+by :meth:`status`.
 """
 
 from __future__ import annotations
@@ -32,20 +34,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
-from fti_assets.lib.on_demand import (
-    FEATURE_INPUTS,
-    ON_DEMAND_NAMES,
-    REQUEST_COLUMNS,
-    col,
-    compute_on_demand_row,
-)
+from fti_assets.lib.feature_views import ResolvedView, col
 from fti_assets.lib.online_store import NotFound, OnlineRow, OnlineStoreBackend
 from fti_assets.lib.predictor import Predictor
 from fti_assets.lib.registry import (
@@ -57,10 +53,6 @@ from fti_assets.lib.registry import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Request fields copied into the vector: what a training dataset row holds besides the ids.
-VECTOR_REQUEST_FIELDS = ("amount", "category", "channel", "lat", "lon", "transaction_time")
-_ON_DEMAND_INPUTS = tuple(dict.fromkeys((*REQUEST_COLUMNS, *FEATURE_INPUTS)))
 
 
 def online_groups() -> list[FeatureGroupSpec]:
@@ -89,13 +81,13 @@ class _GroupPlan:
 
     __slots__ = ("name", "keys", "single_key", "pairs", "event_col", "nones")
 
-    def __init__(self, spec: FeatureGroupSpec) -> None:
+    def __init__(self, spec: FeatureGroupSpec, features: Sequence[str]) -> None:
         if not spec.entity_keys:
             raise ValueError(f"feature group {spec.name!r} has no entity keys to look it up by")
         self.name = spec.name
         self.keys = spec.entity_keys
         self.single_key = len(spec.entity_keys) == 1
-        self.pairs = tuple((f, col(spec.name, f)) for f in spec.feature_names)
+        self.pairs = tuple((f, col(spec.name, f)) for f in features)
         self.event_col = col(spec.name, "event_time")
         self.nones: dict[str, None] = dict.fromkeys([c for _, c in self.pairs] + [self.event_col])
 
@@ -109,36 +101,55 @@ class _GroupPlan:
 
 
 class FeatureAssembler:
-    """Builds feature vectors from an online store, request fields and on-demand code."""
+    """Builds the feature vectors of a feature view from an online store, the request's fields
+    and the view's on-demand function.
+
+    ``request_fields`` are the request's fields the vector holds (as a training dataset row
+    does: e.g. amount, category, lat, lon and the prediction time ``time_field``); a request
+    must hold them and every selected group's entity keys.
+    """
 
     def __init__(
-        self, store: OnlineStoreBackend, groups: Iterable[FeatureGroupSpec] | None = None
+        self,
+        store: OnlineStoreBackend,
+        view: ResolvedView,
+        *,
+        request_fields: Sequence[str],
+        time_field: str,
     ) -> None:
         self.store = store
-        self.groups = list(online_groups() if groups is None else groups)
-        self._plans = [_GroupPlan(spec) for spec in self.groups]
-        self.feature_names: list[str] = self.names_for(self.groups)
+        self.view = view
+        self.groups = list(view.groups)
+        self.time_field = time_field
+        self.vector_fields = tuple(dict.fromkeys((*request_fields, time_field)))
+        self._plans = [
+            _GroupPlan(spec, view.view.selection(spec.name).features) for spec in self.groups
+        ]
+        self._on_demand = view.view.on_demand
+        self.feature_names: list[str] = self.names_for(view, self.vector_fields)
         entity_keys = [k for spec in self.groups for k in spec.entity_keys]
         # What a request must hold: the vector's request fields and every group's entity keys.
         self.request_fields: tuple[str, ...] = tuple(
-            dict.fromkeys((*VECTOR_REQUEST_FIELDS, *entity_keys))
+            dict.fromkeys((*self.vector_fields, *entity_keys))
         )
 
     @staticmethod
-    def names_for(groups: Iterable[FeatureGroupSpec]) -> list[str]:
-        """Every name a vector built from ``groups`` holds, in vector order."""
-        groups = list(groups)
-        names = list(VECTOR_REQUEST_FIELDS)
-        for spec in groups:
-            names.extend(col(spec.name, f) for f in spec.feature_names)
+    def names_for(view: ResolvedView, request_fields: Sequence[str]) -> list[str]:
+        """Every name a vector of ``view`` holds, in vector order."""
+        names = list(request_fields)
+        for spec in view.groups:
+            names.extend(view.group_columns(spec.name))
             names.append(col(spec.name, "event_time"))
-        missing_inputs = [c for c in _ON_DEMAND_INPUTS if c not in names]
+        on_demand = view.view.on_demand
+        if on_demand is None:
+            return names
+        missing_inputs = [c for c in on_demand.inputs if c not in names]
         if missing_inputs:
             raise ValueError(
-                f"the on-demand features need {missing_inputs}, which none of the groups "
-                f"{[s.name for s in groups]} provides"
+                f"the on-demand features of {view.view.key} need {missing_inputs}, which neither "
+                f"the request fields nor the groups {[s.name for s in view.groups]} provide"
             )
-        return [*names, *ON_DEMAND_NAMES]
+        return [*names, *on_demand.names]
 
     def vector(self, request: Mapping[str, Any]) -> AssembledFeatures:
         """The feature vector of one request (with the fields of :attr:`request_fields`)."""
@@ -162,10 +173,10 @@ class FeatureAssembler:
         ]
 
     def _check_request(self, request: Mapping[str, Any]) -> None:
-        at = request.get("transaction_time")
+        at = request.get(self.time_field)
         if not isinstance(at, datetime) or at.utcoffset() is None:
             raise ValueError(
-                f"transaction_time must be a timezone-aware datetime, got {at!r}; "
+                f"{self.time_field} must be a timezone-aware datetime, got {at!r}; "
                 "a naive time cannot be compared with UTC event times"
             )
         missing = [name for name in self.request_fields if name not in request]
@@ -175,8 +186,8 @@ class FeatureAssembler:
     def _assemble(
         self, request: Mapping[str, Any], rows: list[OnlineRow | NotFound]
     ) -> AssembledFeatures:
-        at = request["transaction_time"]
-        values: dict[str, Any] = {name: request[name] for name in VECTOR_REQUEST_FIELDS}
+        at = request[self.time_field]
+        values: dict[str, Any] = {name: request[name] for name in self.vector_fields}
         event_times: dict[str, datetime | None] = {}
         unknown: list[str] = []
         stale: list[str] = []
@@ -198,7 +209,9 @@ class FeatureAssembler:
             values.update(plan.nones)
             event_times[plan.name] = None
             missing.append(plan.name)
-        values.update(compute_on_demand_row({name: values[name] for name in _ON_DEMAND_INPUTS}))
+        if self._on_demand is not None:
+            inputs = {name: values[name] for name in self._on_demand.inputs}
+            values.update(self._on_demand.compute_row(inputs))
         return AssembledFeatures(values, event_times, unknown, stale, missing)
 
 
@@ -222,6 +235,7 @@ class LoadedModel:
     path: Path
     predictor: Predictor
     loaded_at: datetime
+    view: ResolvedView | None = None  # the feature view it was trained on (None: not resolved)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -231,6 +245,7 @@ class LoadedModel:
             "sha256": self.sha256,
             "path": str(self.path),
             "loaded_at": self.loaded_at.isoformat(),
+            "feature_view": None if self.view is None else self.view.view.key,
         }
 
 
@@ -242,8 +257,11 @@ _NOT_READ: _StatKey = ((-1, -1, -1), -1)  # differs from every stat and seq, and
 class ChampionModel:
     """The model an alias points at, reloaded when the alias file (or the registry) changes.
 
-    ``required_features``: names the service can build; a version whose model needs another
-    feature is refused (the previous version keeps serving) instead of failing every request.
+    ``resolve_view``: the feature view a version was trained on (from the registry); the loaded
+    model carries it, so the service builds that version's vectors — a promote or a rollback
+    moves the model and its feature selection together. ``required_features``: given a view,
+    the names the service can build for it; a version whose model needs another feature is
+    refused (the previous version keeps serving) instead of failing every request.
     ``registry_path``: the registry's SQLite file, to notice an alias file left behind by a crash
     (None: follow the alias file alone). Thread-safe; :meth:`get` costs a clock read, plus one
     ``os.stat`` (and one read-only SQLite query) every ``check_interval_s``.
@@ -256,7 +274,8 @@ class ChampionModel:
         alias: str = CHAMPION,
         *,
         check_interval_s: float = 1.0,
-        required_features: Collection[str] | None = None,
+        resolve_view: Callable[[int], ResolvedView] | None = None,
+        required_features: Callable[[ResolvedView], Collection[str]] | None = None,
         registry_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -268,7 +287,8 @@ class ChampionModel:
         self.check_interval_s = check_interval_s
         self.alias_path = self.models_dir / name / ALIAS_FILE
         self.registry_path = None if registry_path is None else Path(registry_path)
-        self._available = None if required_features is None else frozenset(required_features)
+        self._resolve_view = resolve_view
+        self._required_features = required_features
         self._clock = clock
         self._lock = threading.Lock()
         self._model: LoadedModel | None = None
@@ -402,11 +422,14 @@ class ChampionModel:
     def _load(self, entry: Mapping[str, Any]) -> LoadedModel:
         path = Path(entry["path"])
         predictor = Predictor.load(path, expected_sha256=entry["sha256"])
-        if self._available is not None:
-            unknown = [f for f in predictor.feature_names if f not in self._available]
+        view = None if self._resolve_view is None else self._resolve_view(int(entry["version"]))
+        if view is not None and self._required_features is not None:
+            available = frozenset(self._required_features(view))
+            unknown = [f for f in predictor.feature_names if f not in available]
             if unknown:
                 raise ValueError(
-                    f"the model needs feature(s) {unknown} that the service does not build"
+                    f"the model needs feature(s) {unknown} that the service does not build "
+                    f"for its feature view {view.view.key}"
                 )
         return LoadedModel(
             name=self.name,
@@ -416,6 +439,7 @@ class ChampionModel:
             path=path,
             predictor=predictor,
             loaded_at=datetime.now(UTC),
+            view=view,
         )
 
     def _fail(self, message: str) -> None:

@@ -70,20 +70,23 @@ from pydantic import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fti_assets.lib.domain import CATEGORIES, CHANNELS, MAX_AMOUNT
+from fti_assets.lib.feature_views import ResolvedView
 from fti_assets.lib.inference_log import InferenceLogger
 from fti_assets.lib.online_store import OnlineStoreBackend, OnlineStoreError, open_online_store
+from fti_assets.lib.registry import ModelRegistry
 from fti_assets.lib.serving import (
     AssembledFeatures,
     ChampionModel,
     FeatureAssembler,
     LoadedModel,
     ModelUnavailableError,
-    online_groups,
 )
 from fti_assets.lib.settings import Settings
 from fti_assets.lib.store_urls import display_url
 from fti_assets.lib.streaming.event_log import EventLog, EventLogError, open_event_log
 from fti_assets.lib.streaming.events import encode_transaction
+from fti_assets.specs.feature_views import view_of_model
+from fti_assets.specs.models import model_spec
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -196,19 +199,25 @@ class PredictionService:
         log_flush_interval_s: float = 0.5,
     ) -> None:
         self.settings = settings
-        self.groups = online_groups()
+        spec = model_spec(model_name)
+        # The vector holds the request's fields a training row holds, and its prediction time.
+        self.request_fields = spec.label.request_columns
+        self.time_field = spec.label.time_column
         self.model = ChampionModel(
             settings.layout.models_dir,
             model_name,
             check_interval_s=alias_check_interval_s,
-            required_features=FeatureAssembler.names_for(self.groups),
+            resolve_view=self._view_of_version,
+            required_features=lambda view: FeatureAssembler.names_for(
+                view, (*self.request_fields, self.time_field)
+            ),
             registry_path=settings.registry_path,
         )
         self.inference_log = InferenceLogger(
             settings.layout.inference_log_dir, flush_interval_s=log_flush_interval_s
         )
         self._store: OnlineStoreBackend | None = None
-        self._assembler: FeatureAssembler | None = None
+        self._assemblers: dict[str, FeatureAssembler] = {}  # one per feature view version
         self._store_error: str | None = None
         self._next_store_try = float("-inf")
         self._event_log: EventLog | None = None
@@ -217,10 +226,15 @@ class PredictionService:
 
     # -- dependencies -----------------------------------------------------------------------
 
+    def _view_of_version(self, version: int) -> ResolvedView:
+        """The feature view a registered version was trained on (the registry's copy)."""
+        registry = ModelRegistry(self.settings.registry_path, self.settings.layout.models_dir)
+        return view_of_model(registry, registry.get(self.model.name, version))
+
     def start(self) -> None:
         """Load the champion and open the online store up front (errors are only logged)."""
         self.model.get()
-        self._assembler_or_none()
+        self._store_or_none()
         self._event_log_or_none()
 
     def close(self) -> None:
@@ -258,9 +272,9 @@ class PredictionService:
         except EventLogError as exc:
             raise ServiceUnavailableError(f"event log error: {exc}") from exc
 
-    def _assembler_or_none(self) -> FeatureAssembler | None:
-        if self._assembler is not None:
-            return self._assembler
+    def _store_or_none(self) -> OnlineStoreBackend | None:
+        if self._store is not None:
+            return self._store
         now = time.monotonic()
         if now < self._next_store_try:
             return None
@@ -272,9 +286,9 @@ class PredictionService:
             self._store_error = f"online store {url} cannot be opened: {exc}"
             logger.warning("%s", self._store_error)
             return None
-        self._store, self._assembler, self._store_error = store, FeatureAssembler(store), None
+        self._store, self._store_error = store, None
         logger.info("online store %s opened", url)
-        return self._assembler
+        return self._store
 
     def _ready_model(self) -> LoadedModel:
         model = self.model.get()
@@ -282,10 +296,22 @@ class PredictionService:
             raise ServiceUnavailableError(self.model.status()["error"] or "no model loaded")
         return model
 
-    def _ready_assembler(self) -> FeatureAssembler:
-        assembler = self._assembler_or_none()
-        if assembler is None:
+    def _ready_assembler(self, model: LoadedModel) -> FeatureAssembler:
+        """The assembler of the loaded model's feature view (the one it was trained on)."""
+        store = self._store_or_none()
+        if store is None:
             raise ServiceUnavailableError(self._store_error or "online store not open yet")
+        if model.view is None:
+            raise ServiceUnavailableError(
+                f"model {model.name} v{model.version} has no feature view"
+            )
+        key = model.view.view.key
+        assembler = self._assemblers.get(key)
+        if assembler is None:
+            assembler = FeatureAssembler(
+                store, model.view, request_fields=self.request_fields, time_field=self.time_field
+            )
+            self._assemblers[key] = assembler
         return assembler
 
     # -- predictions ------------------------------------------------------------------------
@@ -294,7 +320,7 @@ class PredictionService:
         started = time.perf_counter()
         model = self._ready_model()
         fields = request.model_dump()
-        assembled = _lookup(lambda: self._ready_assembler().vector(fields))
+        assembled = _lookup(lambda: self._ready_assembler(model).vector(fields))
         probability = model.predictor.predict_one(assembled.values)
         self._append_events([fields])
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -304,7 +330,7 @@ class PredictionService:
         started = time.perf_counter()
         model = self._ready_model()
         fields = [r.model_dump() for r in requests]
-        vectors = _lookup(lambda: self._ready_assembler().vectors(fields))
+        vectors = _lookup(lambda: self._ready_assembler(model).vectors(fields))
         predict_one = model.predictor.predict_one
         probabilities = [predict_one(v.values) for v in vectors]
         self._append_events(fields)
@@ -359,12 +385,12 @@ class PredictionService:
             # The previous version still serves: ready, but say so.
             model_status["warning"] = model_status["error"]
         store_status: dict[str, Any] = {"url": display_url(self.settings.online_url)}
-        assembler = self._assembler_or_none()
-        if assembler is None:
+        store = self._store_or_none()
+        if store is None:
             reasons.append(self._store_error or "online store not open yet")
         else:
             try:
-                stored = {g["name"]: g for g in assembler.store.groups()}
+                stored = {g["name"]: g for g in store.groups()}
             except OnlineStoreError as exc:
                 stored = {}
                 reasons.append(f"online store does not answer: {exc}")
@@ -372,7 +398,8 @@ class PredictionService:
                 name: {k: g[k] for k in ("version", "row_count", "max_event_time")}
                 for name, g in stored.items()
             }
-            for spec in self.groups:
+            groups = [] if loaded is None or loaded.view is None else loaded.view.groups
+            for spec in groups:
                 group = stored.get(spec.name)
                 if group is None:
                     reasons.append(f"online store lacks feature group {spec.name!r}")

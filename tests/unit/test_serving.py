@@ -22,11 +22,13 @@ from fti_assets.lib.feature_groups import (
     CARD_DAILY_FEATURES,
     CARD_PROFILE_FEATURES,
     CARD_TRANSACTION_FEATURES,
+    FEATURE_GROUPS,
     MERCHANT_DAILY_FEATURES,
     MERCHANT_PROFILE_FEATURES,
     FeatureGroupSpec,
     FeatureSpec,
 )
+from fti_assets.lib.feature_views import FeatureView, ResolvedView, resolve
 from fti_assets.lib.offline_store import connect
 from fti_assets.lib.on_demand import col, compute_on_demand
 from fti_assets.lib.online_store import OnlineStore
@@ -36,6 +38,24 @@ from fti_assets.lib.settings import LakeConfig
 from fti_assets.lib.training import TrainParams, TrainResult, train_model
 from fti_assets.lib.windows import build_card_transaction_features
 from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
+
+VIEW = resolved(FRAUD_FEATURES)
+REQUEST_FIELDS = ("amount", "category", "channel", "lat", "lon")
+VECTOR_FIELDS = (*REQUEST_FIELDS, "transaction_time")
+# What the registry records of the view a model was trained on (a dataset manifest's entry).
+VIEW_RECORD = {
+    "name": FRAUD_FEATURES.name,
+    "version": FRAUD_FEATURES.version,
+    "fingerprint": FRAUD_FEATURES.fingerprint(),
+    "definition": FRAUD_FEATURES.to_dict(),
+}
+
+
+def assembler_for(store, view: ResolvedView = VIEW) -> FeatureAssembler:
+    return FeatureAssembler(
+        store, view, request_fields=REQUEST_FIELDS, time_field="transaction_time"
+    )
+
 
 UTC_US = pl.Datetime("us", "UTC")
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
@@ -159,6 +179,7 @@ def register(registry: ModelRegistry, trained: TrainResult, name: str = "fraud_m
         params={},
         metrics={},
         code_version="test",
+        feature_view=VIEW_RECORD,
     )
     return version.version
 
@@ -280,7 +301,7 @@ def test_online_vector_equals_the_training_row(
 ) -> None:
     requests = [request(c, m) for c in CARDS for m in MERCHANTS]
     expected_rows = _training_rows(tmp_path, tables, requests)
-    assembler = FeatureAssembler(store)
+    assembler = assembler_for(store)
     model_columns, _ = resolved(FRAUD_FEATURES).input_columns()
     assert set(model_columns) <= set(assembler.feature_names)
 
@@ -301,7 +322,7 @@ def test_online_vector_equals_the_training_row(
 
 
 def test_batch_vectors_equal_single_vectors(store: OnlineStore) -> None:
-    assembler = FeatureAssembler(store)
+    assembler = assembler_for(store)
     requests = [request(c, m) for c in CARDS for m in MERCHANTS] + [request("c1", "m1")]
     batch = assembler.vectors(requests)
     assert [b.values for b in batch] == [assembler.vector(r).values for r in requests]
@@ -312,7 +333,7 @@ def test_batch_vectors_equal_single_vectors(store: OnlineStore) -> None:
 
 
 def test_unknown_entities_get_missing_features_and_are_reported(store: OnlineStore) -> None:
-    assembled = FeatureAssembler(store).vector(request("nobody", "m3"))
+    assembled = assembler_for(store).vector(request("nobody", "m3"))
     assert assembled.unknown_entities == ["card_id=nobody", "merchant_id=m3"]
     assert assembled.fallback
     assert sorted(assembled.missing_groups) == sorted(s.name for s in online_groups())
@@ -326,7 +347,7 @@ def test_unknown_entities_get_missing_features_and_are_reported(store: OnlineSto
 
 
 def test_card_without_history_is_partly_known(store: OnlineStore) -> None:
-    assembled = FeatureAssembler(store).vector(request("c4", "m1"))
+    assembled = assembler_for(store).vector(request("c4", "m1"))
     assert assembled.unknown_entities == ["card_id=c4"]
     assert set(assembled.missing_groups) == {"card_transaction_features", "card_daily_features"}
     assert assembled.event_times["card_profile_features"] is not None
@@ -339,7 +360,7 @@ def test_rows_not_strictly_earlier_than_the_request_are_not_used(
 ) -> None:
     latest = tables[CARD_TRANSACTION_FEATURES.name].filter(pl.col("card_id") == "c1")
     last_tx = latest["event_time"].max()
-    assembler = FeatureAssembler(store)
+    assembler = assembler_for(store)
     for at in (last_tx, last_tx - timedelta(hours=1)):  # equal is not "strictly earlier"
         assembled = assembler.vector(request("c1", "m1", at=at))
         assert "card_transaction_features" in assembled.stale
@@ -353,7 +374,7 @@ def test_rows_not_strictly_earlier_than_the_request_are_not_used(
 
 
 def test_naive_time_or_missing_field_is_refused(store: OnlineStore) -> None:
-    assembler = FeatureAssembler(store)
+    assembler = assembler_for(store)
     with pytest.raises(ValueError, match="timezone-aware"):
         assembler.vector(request("c1", "m1", at=datetime(2026, 9, 12, 10)))
     incomplete = {k: v for k, v in request("c1", "m1").items() if k != "merchant_id"}
@@ -363,7 +384,11 @@ def test_naive_time_or_missing_field_is_refused(store: OnlineStore) -> None:
 
 def test_groups_that_cannot_feed_the_on_demand_features_are_refused(store: OnlineStore) -> None:
     with pytest.raises(ValueError, match="card_profile_features__home_lat"):
-        FeatureAssembler(store, [CARD_TRANSACTION_FEATURES])
+        only_cards = FeatureView(
+            "cards_only", 1, "test", FRAUD_FEATURES.selections[:1],
+            on_demand=FRAUD_FEATURES.on_demand,
+        )  # fmt: skip
+        assembler_for(store, resolve(only_cards, FEATURE_GROUPS))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -439,9 +464,12 @@ def test_a_model_needing_features_the_service_lacks_is_refused(
     registry: ModelRegistry, models: list[TrainResult]
 ) -> None:
     registry.promote("fraud_model", register(registry, models[0]))
-    names = FeatureAssembler.names_for(online_groups())
+    names = FeatureAssembler.names_for(VIEW, VECTOR_FIELDS)
     champion = ChampionModel(
-        registry.models_dir, "fraud_model", required_features=[n for n in names if n != "amount"]
+        registry.models_dir,
+        "fraud_model",
+        resolve_view=lambda version: VIEW,
+        required_features=lambda view: [n for n in names if n != "amount"],
     )
     assert champion.get() is None
     assert "['amount']" in champion.status()["error"]
