@@ -27,6 +27,7 @@ MODULES = (
     "bench_predictor",
     "bench_service",
     "bench_drift",
+    "bench_lake",
 )
 
 
