@@ -28,6 +28,7 @@ MODULES = (
     "bench_service",
     "bench_drift",
     "bench_lake",
+    "bench_feast",
 )
 
 
