@@ -29,6 +29,7 @@ MODULES = (
     "bench_drift",
     "bench_lake",
     "bench_feast",
+    "bench_monitoring",
 )
 
 
