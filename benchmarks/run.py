@@ -30,6 +30,7 @@ MODULES = (
     "bench_lake",
     "bench_feast",
     "bench_monitoring",
+    "bench_concurrency",
 )
 
 
