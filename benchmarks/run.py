@@ -31,6 +31,7 @@ MODULES = (
     "bench_feast",
     "bench_monitoring",
     "bench_concurrency",
+    "bench_crash",
 )
 
 
