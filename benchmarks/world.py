@@ -205,6 +205,14 @@ class World:
         return self.end - timedelta(days=self.plan.scored_days - 1), self.end
 
 
+def generate(env: dict[str, str], data_dir: Path, plan: WorldPlan) -> float:
+    """Write a world of ``plan``'s size into ``data_dir`` with `fti generate`: wall seconds."""
+    cmd = [PYTHON, "-m", "fti_assets.cli", "generate", "--cards", str(plan.cards), "--merchants",
+           str(plan.merchants), "--days", str(plan.days), "--start", START.isoformat(),
+           "--data-dir", str(data_dir)]  # fmt: skip
+    return timed(cmd, env)
+
+
 @cache
 def prepared(scale: str) -> World:
     """The world of ``scale``: generated, ingested, every feature pipeline run over every day."""
@@ -215,25 +223,7 @@ def prepared(scale: str) -> World:
     home = Path(world.env["DAGSTER_HOME"])
     home.mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    world.timings["generate"] = timed(
-        [
-            PYTHON,
-            "-m",
-            "fti_assets.cli",
-            "generate",
-            "--cards",
-            str(plan.cards),
-            "--merchants",
-            str(plan.merchants),
-            "--days",
-            str(plan.days),
-            "--start",
-            START.isoformat(),
-            "--data-dir",
-            str(world.data_dir),
-        ],
-        world.env,
-    )
+    world.timings["generate"] = generate(world.env, world.data_dir, plan)
     run = materialize(world.env, ",".join(FEATURE_PIPELINES), world.start, world.end)
     world.timings["feature pipelines"] = run.wall
     return world
