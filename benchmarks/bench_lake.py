@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,9 @@ class Store:
         return self.kind, self.target, self.data_path
 
 
-def open_store(kind: str, target: str, data_path: str, *, write: bool = False):
+def open_store(
+    kind: str, target: str, data_path: str, *, write: bool = False
+) -> duckdb.DuckDBPyConnection:
     """A connection to a contender, in UTC; read-only unless ``write``."""
     if kind == LAKE:
         return connect(LakeConfig(target, data_path), read_only=not write)
@@ -238,7 +240,13 @@ def _pit_stores(files: PitFiles, work: Path) -> dict[str, Store]:
     return {LAKE: Store(LAKE, lake.catalog, lake.data_path), FILE: Store(FILE, str(file))}
 
 
-def _dbt(args: list[str], env: dict[str, str], profiles: list[str], target: Path, window) -> float:
+def _dbt(
+    args: list[str],
+    env: dict[str, str],
+    profiles: list[str],
+    target: Path,
+    window: tuple[date, date],
+) -> float:
     """Wall seconds of one ``dbt build`` over the days ``window`` (first, last)."""
     first, last = window
     env = {**env, "FTI_WINDOW_START": first.isoformat(), "FTI_WINDOW_END": last.isoformat()}

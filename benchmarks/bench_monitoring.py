@@ -102,7 +102,8 @@ def _steps(run: RunTimes) -> str:
 
 
 def raw_asof_dataset(kind: str, catalog: str, data_path: str, result_path: str) -> None:
-    """The dataset's labels and the five groups' ASOF joins in one DuckDB query on the lake."""
+    """The dataset's labels and the five groups' ASOF joins in one DuckDB query on the lake
+    (``kind`` is always the lake's: the signature is the one bench_lake's ``fresh`` calls)."""
     from fti_assets.lib.datasets import default_cutoff
     from fti_assets.specs.models import FRAUD_MODEL
 
