@@ -2,8 +2,9 @@
 
 Runs the crash-trial tests (tests/crash: each kind kills a real subprocess at random points of
 one write, checks every store's invariants, re-runs the write and compares it with an
-uninterrupted run) as ``make soak`` does: ``FTI_CRASH_TRIALS=N pytest tests/crash -q -s``, and
-reads the line each kind prints, ``<kind>: trials=N failures=F killed=K seed=S``. N is 20 at full
+uninterrupted run) as ``make soak`` does, ``FTI_CRASH_TRIALS=N pytest tests/crash -v -s``, and
+reads the line each kind prints, ``<kind>: trials=N failures=F killed=K seed=S``, and the tests
+that failed outside their trials (they print no kind line). N is 20 at full
 scale (``make soak``) and 3 at quick (``make test``).
 
 Run alone: ``python -m benchmarks.bench_crash --scale quick``.
@@ -27,10 +28,12 @@ TIMEOUT_S = 3 * 3600
 # The harness's own tests (a torn write that must fail): not trials of the platform's writes.
 HARNESS_TESTS = "tests/crash/test_harness.py"
 TRIALS = {"quick": 3, "full": 20}
+# With -v -s a kind's line follows its test's node id ("path::test_name ") on the same line.
 _KIND_LINE = re.compile(
-    r"^(?P<kind>.+?): trials=(?P<trials>\d+) failures=(?P<failures>\d+) "
+    r"^(?:\S+::\S+ )?(?P<kind>.+?): trials=(?P<trials>\d+) failures=(?P<failures>\d+) "
     r"killed=(?P<killed>\d+) seed=(?P<seed>\d+)\s*$"
 )
+_FAILED_TEST = re.compile(r"^(FAILED|ERROR) (?P<test>\S+)(?: - (?P<reason>.*))?$")
 _SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed).*?)\s*=*$")
 
 
@@ -51,7 +54,7 @@ def parse_kinds(output: str) -> list[KindResult]:
         if match:
             results.append(
                 KindResult(
-                    kind=match["kind"].strip(". "),
+                    kind=match["kind"].strip(),
                     trials=int(match["trials"]),
                     failures=int(match["failures"]),
                     killed=int(match["killed"]),
@@ -71,7 +74,7 @@ def run(scale: str) -> list[Section]:
     env = {**os.environ, "FTI_CRASH_TRIALS": str(trials)}
     t0 = time.perf_counter()
     out = subprocess.run(
-        [PYTEST, "tests/crash", "-q", "-s", "-p", "no:cacheprovider", f"--ignore={HARNESS_TESTS}"],
+        [PYTEST, "tests/crash", "-v", "-s", "-p", "no:cacheprovider", f"--ignore={HARNESS_TESTS}"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -88,8 +91,9 @@ def run(scale: str) -> list[Section]:
         f"no pytest summary (exit {out.returncode})",
     )
     section.notes += [
-        f"`FTI_CRASH_TRIALS={trials} pytest tests/crash -q -s` (without the harness's own "
-        f"tests): {summary}, exit code "
+        f"`FTI_CRASH_TRIALS={trials} pytest tests/crash -v -s` (as `make soak`, verbose so "
+        "that each kind's line follows its test's id; without the harness's own tests): "
+        f"{summary}, exit code "
         f"{out.returncode}, {elapsed:.0f} s for {len(kinds)} kind(s) and "
         f"{sum(k.trials for k in kinds)} trials.",
         "A trial counts as killed mid-write when the kill came before the write finished; the "
@@ -97,6 +101,12 @@ def run(scale: str) -> list[Section]:
         "invariants did not hold or the re-run differed from an uninterrupted run; replay one "
         "with FTI_CRASH_SEED=<seed>.",
     ]
+    failed = [m for ln in out.stdout.splitlines() if (m := _FAILED_TEST.match(ln.strip()))]
+    for match in failed:
+        section.notes.append(
+            f"{match['test']} {match[1].lower()}: {match['reason'] or 'see the pytest output'} "
+            "(a test that fails outside its trials prints no kind line)."
+        )
     if not kinds:
         section.notes.append(f"No kind line found; the run's last output:\n{out.stdout[-2000:]}")
     return [section]

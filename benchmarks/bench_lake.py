@@ -8,10 +8,10 @@ every base table of that lake (copied once, not timed). Workloads, each on both 
   tables ``labels`` and ``features`` loaded into a lake of their own and into a DuckDB file;
   a fresh process per measurement, the join timed inside it (result materialised as a Polars
   frame), best of N; peak RSS of the process.
-* **Training dataset**: ``build_training_frame`` with the fraud model's dataset settings and
-  its five feature groups. The lake connection is pinned to the current snapshot, as the dataset
-  asset opens it; the file is opened read-only, with a temporary macro answering the snapshot id
-  the build records (a file has no snapshots). Fresh process, best of N.
+* **Training dataset**: ``build_training_frame`` with the fraud model's dataset settings, label
+  spec and feature view (five groups). The lake connection is pinned to the current snapshot,
+  as the dataset asset opens it; the file is opened read-only, with a temporary macro answering
+  the snapshot id the build records (a file has no snapshots). Fresh process, best of N.
 * **dbt build**: the two ``dbt build`` commands of the feature pipelines over every day
   (reference models, then the daily models' window), with dbt_project/profiles.yml attaching the
   lake vs a temporary profiles.yml with ``path: <file>``; wall time of both commands, best of N.
@@ -43,6 +43,7 @@ import polars as pl
 from benchmarks.bench_pit import RAW_DUCKDB_SQL
 from benchmarks.common import Section, cli_main, in_fresh_process, machine_load, mib
 from benchmarks.world import PitFiles, World, pit_files, prepared, timed
+from fti_assets.lib.feature_views import col
 from fti_assets.lib.offline_store import connect, connection, current_snapshot, quote_ident
 from fti_assets.lib.settings import LakeConfig
 
@@ -108,7 +109,7 @@ def asof_join(kind: str, target: str, data_path: str, result_path: str) -> None:
 def build_dataset(kind: str, target: str, data_path: str, result_path: str) -> None:
     """``build_training_frame`` as the fraud model's dataset asset calls it."""
     from fti_assets.lib.datasets import DatasetConfig, build_training_frame
-    from fti_assets.lib.feature_groups import FEATURE_GROUPS
+    from fti_assets.specs.feature_views import resolved
     from fti_assets.specs.models import FRAUD_MODEL
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -127,17 +128,16 @@ def build_dataset(kind: str, target: str, data_path: str, result_path: str) -> N
         warmup_days=defaults.warmup_days,
         valid_fraction=defaults.valid_fraction,
         test_fraction=defaults.test_fraction,
-        feature_groups=FRAUD_MODEL.feature_groups,
     )
-    groups = [FEATURE_GROUPS[name] for name in FRAUD_MODEL.feature_groups]
-    frame, _ = build_training_frame(con, groups, config)
+    view = resolved(FRAUD_MODEL.feature_view)
+    frame, _ = build_training_frame(con, view, FRAUD_MODEL.label, config)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     digest = frame.hash_rows(seed=0).cast(pl.Float64).sum()
     _write_result(
         result_path,
         seconds=wall,
         cpu_s=cpu,
-        check=dataset_summary(frame, FRAUD_MODEL.feature_groups),
+        check=dataset_summary(frame, [group.name for group in view.groups]),
         digest=f"{frame.width} columns, row-hash sum {digest:.6e}",
     )
 
@@ -145,7 +145,7 @@ def build_dataset(kind: str, target: str, data_path: str, result_path: str) -> N
 def dataset_summary(frame: pl.DataFrame, groups: Sequence[str]) -> str:
     """Rows and, per feature group, the rows a feature row was joined to."""
     matched = (
-        f"{name} {frame.height - frame[f'{name}__event_time'].null_count()}" for name in groups
+        f"{name} {frame.height - frame[col(name, 'event_time')].null_count()}" for name in groups
     )
     return f"{frame.height} rows; matched per group: {', '.join(matched)}"
 
@@ -344,7 +344,8 @@ def _dataset_row(section: Section, world: World, file: Store, work: Path, plan: 
     ours = fresh(build_dataset, lake, repeats=plan.repeats, work=work)
     theirs = fresh(build_dataset, file, repeats=plan.repeats, work=work)
     section.add(
-        "training dataset: build_training_frame (labels + PIT join of 5 groups + on-demand)",
+        "training dataset: build_training_frame (labels, PIT joins of the fraud model's view, "
+        "on-demand features, split)",
         ours.seconds,
         theirs.seconds,
         ours.seconds / theirs.seconds,
