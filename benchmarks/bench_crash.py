@@ -71,7 +71,8 @@ def run(scale: str) -> list[Section]:
         ["kind", "trials", "killed mid-write", "failures", "seed"],
     )
     section.notes.append(machine_load())
-    env = {**os.environ, "FTI_CRASH_TRIALS": str(trials)}
+    # A wide terminal keeps the reasons in pytest's short summary of failed tests.
+    env = {**os.environ, "FTI_CRASH_TRIALS": str(trials), "COLUMNS": "400"}
     t0 = time.perf_counter()
     out = subprocess.run(
         [PYTEST, "tests/crash", "-v", "-s", "-p", "no:cacheprovider", f"--ignore={HARNESS_TESTS}"],
@@ -103,9 +104,10 @@ def run(scale: str) -> list[Section]:
     ]
     failed = [m for ln in out.stdout.splitlines() if (m := _FAILED_TEST.match(ln.strip()))]
     for match in failed:
+        section.add(f"{match['test']} (no kind line)", "", "", f"the test {match[1].lower()}", "")
         section.notes.append(
-            f"{match['test']} {match[1].lower()}: {match['reason'] or 'see the pytest output'} "
-            "(a test that fails outside its trials prints no kind line)."
+            f"{match['test']} {match[1].lower()} outside its trials (so it printed no kind "
+            f"line): {match['reason'] or 'see the pytest output'}"
         )
     if not kinds:
         section.notes.append(f"No kind line found; the run's last output:\n{out.stdout[-2000:]}")
