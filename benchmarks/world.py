@@ -74,7 +74,7 @@ DAILY_FEATURES = (
     "merchant_daily_features",
     "card_transaction_features",
 )
-FEATURE_PIPELINES = (*RAW, *DBT_MODELS, "card_transaction_features")
+FEATURES = (*DBT_MODELS, "card_transaction_features")
 MODEL = "fraud_model"
 RETRAINING_JOB = f"{MODEL}_retraining"
 PREDICTIONS = "fraud_predictions"
@@ -215,7 +215,8 @@ def generate(env: dict[str, str], data_dir: Path, plan: WorldPlan) -> float:
 
 @cache
 def prepared(scale: str) -> World:
-    """The world of ``scale``: generated, ingested, every feature pipeline run over every day."""
+    """The world of ``scale``: generated, ingested, every feature pipeline run over every day
+    (``timings`` holds the wall time of each stage: generate, ingest, features)."""
     plan = PLANS[scale]
     work = Path(tempfile.mkdtemp(prefix=f"fti-bench-world-{scale}-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
@@ -224,8 +225,8 @@ def prepared(scale: str) -> World:
     home.mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     world.timings["generate"] = generate(world.env, world.data_dir, plan)
-    run = materialize(world.env, ",".join(FEATURE_PIPELINES), world.start, world.end)
-    world.timings["feature pipelines"] = run.wall
+    for stage, assets in (("ingest", RAW), ("features", FEATURES)):
+        world.timings[stage] = materialize(world.env, ",".join(assets), world.start, world.end).wall
     return world
 
 
