@@ -150,7 +150,8 @@ def _registry(world: World) -> ModelRegistry:
     return ModelRegistry(world.settings.registry_path, world.settings.layout.models_dir)
 
 
-def _probes(world: World) -> dict[str, Probe]:
+@contextmanager
+def _probes(world: World) -> Iterator[dict[str, Probe]]:
     """Name → one timed call. Queries use one read-only connection, as a notebook keeps."""
     con = connect(world.lake, read_only=True)
     daily = quote_ident(FEATURE_GROUPS["card_daily_features"].table)
@@ -163,7 +164,7 @@ def _probes(world: World) -> dict[str, Probe]:
         with connection(world.lake, read_only=True) as fresh_con:
             return fresh_con.execute(f"select count(*) from {windows}").fetchall()
 
-    return {
+    probes: dict[str, Probe] = {
         "query: one card's card_daily_features rows (point lookup)": lambda: con.execute(
             f"select * from {daily} where card_id = ?", [rng.choice(cards)]
         ).fetchall(),
@@ -176,6 +177,10 @@ def _probes(world: World) -> dict[str, Probe]:
             [str(BIN / "fti"), "models", "list"], env=world.env, check=True, capture_output=True
         ),
     }
+    try:
+        yield probes
+    finally:
+        con.close()
 
 
 @dataclass(frozen=True)
@@ -184,22 +189,24 @@ class Latency:
     p99_ms: float
     samples: int
     errors: int
+    first_error: str = ""
 
 
 def _sample(probe: Probe, n: int) -> Latency:
     """``n`` timed calls after one untimed warm-up call (cold caches are not the question)."""
     probe()
-    times, errors = [], 0
+    times, errors = [], []
     for _ in range(n):
         t0 = time.perf_counter()
         try:
             probe()
-        except Exception:  # a failed read is what this measures: count it, keep sampling
-            errors += 1
+        except Exception as exc:  # a failed read is what this measures: record it, go on
+            errors.append(f"{type(exc).__name__}: {exc}")
             continue
         times.append(time.perf_counter() - t0)
     stats = percentiles(times) if times else {"p50_us": float("nan"), "p99_us": float("nan")}
-    return Latency(stats["p50_us"] / 1000, stats["p99_us"] / 1000, len(times), errors)
+    first = errors[0][:300] if errors else ""
+    return Latency(stats["p50_us"] / 1000, stats["p99_us"] / 1000, len(times), len(errors), first)
 
 
 def _samples(plan: Plan, name: str) -> int:
@@ -228,9 +235,8 @@ def reader_section(world: World, plan: Plan) -> Section:
         ],
     )
     section.notes.append(machine_load())
-    probes = _probes(world)
-    idle = _measure_all(probes, plan)
-    with tempfile.TemporaryDirectory(prefix="fti-bench-backfill-") as tmp:
+    with _probes(world) as probes, tempfile.TemporaryDirectory(prefix="fti-bench-") as tmp:
+        idle = _measure_all(probes, plan)
         with backfilling(world, Path(tmp)) as writer:
             t0 = time.perf_counter()
             busy = _measure_all(probes, plan)
@@ -248,6 +254,12 @@ def reader_section(world: World, plan: Plan) -> Section:
             f"{a.samples} / {b.samples}",
             b.errors,
         )
+        for phase, latency in (("idle", a), ("during the backfill", b)):
+            if latency.errors:
+                section.notes.append(
+                    f"{name}, {phase}: {latency.errors} failed call(s); the first: "
+                    f"{latency.first_error}"
+                )
     versions = len(_registry(world).list())
     section.notes += [
         f"The backfill made {writer['commits']} commits ({writer['rows']:,} rows, "
