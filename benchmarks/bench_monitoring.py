@@ -87,8 +87,9 @@ def _monitoring_cost(world: World) -> Section:
         "training/serving skew asset is left out (it reads the online service's inference log, "
         "which the batch world has none of).",
         f"Prepared before measuring: the champion (one retraining run) and its batch predictions "
-        f"for {first} … {last}, so the performance report has {world.plan.scored_days} scored "
-        "days of labels to read, as in steady state.",
+        f"for {first} … {last} ({world.timings['batch scoring']:.1f} s for the "
+        f"{world.plan.scored_days} days in one run), so the performance report has that many "
+        "scored days of labels to read, as in steady state.",
         "Feature-pipeline steps: " + _steps(features),
     ]
     return section

@@ -1,10 +1,10 @@
 """One generated world shared by the benchmark modules of a run, prepared once per scale.
 
-The lake, concurrency, monitoring and registry benchmarks all need the same thing: a generated
-world (cards × days), ingested, with the feature pipelines run over every day, and for some a
-trained champion that scored the last days. Preparing it is most of their cost at full scale,
-so :func:`prepared` builds it once per process and scale (in a temporary folder removed at
-exit), and the ``ensure_*`` steps add what a module needs, each at most once.
+The pipeline, lake, concurrency (with the registry) and monitoring benchmarks all need the same
+thing: a generated world (cards × days), ingested, with the feature pipelines run over every
+day, and for some a trained champion that scored the last days. Preparing it is most of their
+cost at full scale, so :func:`prepared` builds it once per process and scale (in a temporary
+folder removed at exit), and the ``ensure_*`` steps add what a module needs, each at most once.
 
 Every Dagster run here happens in a fresh process (``python -c``) with the world's environment
 variables, through the same in-process ``materialize_graph`` that ``fti demo`` uses; the child
