@@ -43,8 +43,10 @@ class WorldPlan:
     scored_days: int  # the last days the champion scores (the monitoring window)
 
 
+# Quick is as short as the fraud model's dataset allows: 30 warm-up days (full trailing windows)
+# and 14 days of label maturity leave it 6 days of examples.
 PLANS = {
-    "quick": WorldPlan(cards=1_000, merchants=200, days=30, scored_days=5),
+    "quick": WorldPlan(cards=1_000, merchants=200, days=50, scored_days=5),
     "full": WorldPlan(cards=100_000, merchants=5_000, days=90, scored_days=30),
 }
 # Labels × feature rows of the synthetic point-in-time join data (bench_pit's generator).
