@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import time
@@ -110,3 +111,10 @@ def cli_main(run: Callable[[str], list[Section]], doc: str | None, scales: Itera
 
 def mib(n_bytes: float) -> float:
     return n_bytes / 2**20
+
+
+def machine_load() -> str:
+    """A note on how busy the machine was (other processes share its cores)."""
+    return (
+        f"machine while measuring: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )

@@ -28,6 +28,11 @@ MODULES = (
     "bench_service",
     "bench_drift",
     "bench_streaming",
+    "bench_lake",
+    "bench_feast",
+    "bench_monitoring",
+    "bench_concurrency",
+    "bench_crash",
 )
 
 
