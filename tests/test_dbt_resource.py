@@ -100,6 +100,8 @@ def test_the_dbt_step_leaves_this_process_environment_alone(data_layer: Path) ->
 
     from fti_assets.definitions import defs
     from fti_assets.demo import materialize_graph
+    from fti_assets.lib.settings import Settings
+    from fti_assets.resources import default_resources
     from tests.conftest import TINY_START
 
     def ours() -> dict[str, str]:  # (libraries set variables of their own on import)
@@ -107,10 +109,13 @@ def test_the_dbt_step_leaves_this_process_environment_alone(data_layer: Path) ->
 
     before = ours()
     day = TINY_START
+    # Resources from this test's env (defs.resources were built when the module was first
+    # imported, maybe by another test of this worker, with another data folder).
     result = materialize_graph(
         defs,
         start=day,
         end=day,
+        resources={**default_resources(Settings.from_env()), "dbt": transform.dbt_resource()},
         selection=["raw_cards", "raw_merchants", "raw_transactions", "raw_fraud_labels",
                    "stg_cards", "stg_merchants", "stg_transactions", "stg_fraud_labels",
                    "int_card_daily_activity", "card_daily_features"],
