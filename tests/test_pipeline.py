@@ -279,7 +279,7 @@ def _assert_monitoring(result, data_layer: Path, instance: dg.DagsterInstance) -
         newest = read_frame(
             con,
             "select scored_day, status, label_coverage from monitoring_performance "
-            "where report_day = ? order by scored_day",
+            "where report_day = ? and model_name = 'fraud_model' order by scored_day",
             [TINY_END],
         )
     assert set(days.values()) == {TINY_DAYS}, days
