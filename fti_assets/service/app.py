@@ -29,7 +29,8 @@ with ``WWW-Authenticate: Bearer``. The token is compared in constant time
 otherwise (``fti serve --host``); see docs/security.md.
 
 Input rules: a request with a missing, extra (``extra="forbid"``: a typo or a stray label
-column is a client bug better reported than ignored) or ill-typed field, a non-finite or
+column is a client bug better reported than ignored) or ill-typed field, an id that is empty,
+longer than 128 characters or holds a control (non-printable) character, a non-finite or
 out-of-range number, a ``transaction_time`` that is not an ISO 8601 string with a time zone,
 an unknown category/channel or malformed JSON gets a 422 whose ``detail`` names each bad
 field; a body over ``max_body_bytes`` (Content-Length or counted while streaming) a 413; an
@@ -66,6 +67,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -104,7 +106,20 @@ MAX_BATCH = 1000
 MAX_BODY_BYTES = 1 << 20
 _STORE_RETRY_S = 1.0
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+def _printable(value: str) -> str:
+    # An id with a control character is a client bug, and would reach logs verbatim.
+    for position, char in enumerate(value):
+        if not char.isprintable():
+            raise ValueError(
+                f"must hold printable characters only; found {char!r} at position {position}"
+            )
+    return value
+
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)
+]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
 
