@@ -118,7 +118,15 @@ def key_frame(spec: FeatureGroupSpec, keys: Mapping[str, object]) -> pl.DataFram
         raise ValueError(
             f"feature group {spec.name} is keyed by {list(spec.entity_keys)}; got {sorted(keys)}"
         )
-    return pl.DataFrame({k: [str(keys[k])] for k in spec.entity_keys})
+    values = {k: str(keys[k]) for k in spec.entity_keys}
+    for name, value in values.items():
+        if "\x00" in value:
+            # DuckLake inlines filter values into its catalog queries, where a NUL ends the
+            # string literal: the read would fail with a parser error instead of finding nothing.
+            raise ValueError(
+                f"key {name}={value!r} holds a NUL character; no key of the offline store does"
+            )
+    return pl.DataFrame({k: [v] for k, v in values.items()})
 
 
 def read_group(

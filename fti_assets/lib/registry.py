@@ -442,6 +442,7 @@ def load_alias_file(models_dir: Path, name: str) -> AliasSnapshot | None:
     Raises :class:`ValueError` when the file is not JSON of the expected shape (a file from an
     older release: :class:`ModelRegistry` rewrites it on its next read or write).
     """
+    _check_name(name, "model name")  # it names a folder: never a path of its own
     path = Path(models_dir) / name / ALIAS_FILE
     try:
         text = path.read_text(encoding="utf-8")
@@ -834,7 +835,7 @@ class ModelRegistry:
                 (name, version),
             ).fetchone()
         if row is None:
-            raise ModelNotFoundError(f"no registered model uses feature view {name} v{version}")
+            raise ModelNotFoundError(f"no registered model uses feature view {name!r} v{version}")
         return json.loads(row[0])
 
     def feature_views(self) -> list[dict[str, Any]]:
@@ -1081,6 +1082,7 @@ class ModelRegistry:
         read or write (logged): the database, which is the truth, is already right. Returns the
         database's aliases.
         """
+        _check_name(name, "model name")  # it names a folder: never a path of its own
         with self._read() as con:
             stored = _alias_snapshot(con, self.models_dir, name)
         if self._alias_file_matches(name, stored):

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -164,6 +164,10 @@ class Settings:
     online_url_setting: str = ""
     # FTI_EVENT_LOG_URL as set (the same two forms); empty: events.sqlite in data_dir.
     event_log_url_setting: str = ""
+    # FTI_ADMIN_TOKEN: the bearer token the service's /admin endpoints require; empty: those
+    # endpoints are disabled. A secret: only ever read from the environment, never printed
+    # (left out of the repr) nor recorded in metadata.
+    admin_token: str = field(default="", repr=False)
 
     @property
     def online_url(self) -> str:
@@ -187,11 +191,13 @@ class Settings:
             registry_path.resolve(),
             os.environ.get("FTI_ONLINE_URL", ""),
             os.environ.get("FTI_EVENT_LOG_URL", ""),
+            os.environ.get("FTI_ADMIN_TOKEN", "").strip(),
         )
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> Settings:
-        """The default layout under ``data_dir``, whatever the environment says."""
+        """The default layout under ``data_dir``, whatever the environment says (so no admin
+        token: the service's /admin endpoints are disabled)."""
         data_dir = Path(data_dir).resolve()
         return cls(
             data_dir,
