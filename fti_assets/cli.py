@@ -478,10 +478,12 @@ def sql(
     """
     import duckdb
 
-    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
+    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection, seal
 
+    lake = Settings.from_env().lake
     try:
-        with connection(Settings.from_env().lake, read_only=True) as con:
+        with connection(lake, read_only=True) as con:
+            seal(con, lake)
             relation = con.sql(query)
             if relation is None:
                 typer.echo("ok")

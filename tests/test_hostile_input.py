@@ -439,3 +439,23 @@ def test_http_admin_refuses_hostile_tokens(
     response = client.post("/admin/reload", headers={"Authorization": authorization})
     assert response.status_code in (400, 401), response.text[:500]
     assert ADMIN_TOKEN not in response.text
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "copy (select 42 as x) to '{out}'",
+        "attach '{out}' as other",
+        "select * from read_csv('/etc/passwd')",
+        "set enable_external_access = true",
+        "install httpfs",
+    ],
+)
+def test_cli_sql_cannot_reach_the_file_system(
+    unchanged: None, statement: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "exfiltrated.csv"
+    result = run("sql", statement.format(out=out))
+    assert result.exit_code == 2, result.output
+    assert not out.exists()
+    assert "Traceback" not in result.output

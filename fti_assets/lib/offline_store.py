@@ -217,6 +217,17 @@ def connection(
         con.close()
 
 
+def seal(con: duckdb.DuckDBPyConnection, lake: LakeConfig) -> None:
+    """Close the connection off from the file system for user-written SQL (``fti sql``): no
+    ``COPY ... TO``, ``ATTACH``, ``read_csv('/etc/...')`` or extension install; only the lake's
+    data files stay readable. Locked, so the query cannot switch it back on. (A read-only lake
+    connection alone still lets a query write files elsewhere.)"""
+    allowed = [lake.data_path] if lake.is_local else []
+    con.execute("SET allowed_directories = ?", [allowed])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def is_retryable(exc: BaseException) -> bool:
     """A conflict with a concurrent writer (as opposed to a real error)."""
     return isinstance(exc, duckdb.Error) and bool(_RETRYABLE.search(str(exc)))
