@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,13 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from fti_assets.definitions import defs
 from fti_assets.lib.settings import PROJECT_ROOT
 from tests.conftest import TINY_DAYS, TINY_START
 from tests.processes import fti_env
 from tests.test_pipeline import FEATURE_PIPELINES, TRAINING_CONFIG, _run
 from tests.ui_client import (
     CHROMIUM_SKIP_REASON,
-    PARTITION_KEYS,
     SENSORS_AND_SCHEDULES,
     STOP_SCHEDULE,
     STOP_SENSOR,
@@ -64,15 +65,20 @@ RUN_CONFIG = {
 CHECKED_ASSET = "fraud_model_evaluation"
 GATES = {"metric_floor", "beats_champion", "no_slice_regression", "dataset_passed_leakage_check"}
 MONITORING_ASSET = "fraud_model_feature_drift_report"
-# Screenshots the README and docs/ui.md show: file name in docs/ -> (UI path, what it shows).
+# The screenshots, saved under these names in docs/ (the README and docs/ui.md show them):
+# the page's path and the browser window's size.
 SCREENSHOTS = {
-    "ui_asset_graph.png": "/asset-groups",
-    "ui_features_group.png": "/locations/__repository__@fti_assets/asset-groups/features",
-    "ui_model_evaluation.png": f"/assets/{CHECKED_ASSET}?view=checks",
-    "ui_drift_report.png": f"/assets/{MONITORING_ASSET}",
+    "ui_asset_graph.png": ("/asset-groups", (1600, 1000)),
+    "ui_features_group.png": (
+        "/locations/__repository__@fti_assets/asset-groups/features",
+        (1600, 1000),
+    ),
+    "ui_model_evaluation.png": (f"/assets/{CHECKED_ASSET}?view=checks", (1600, 1000)),
+    # Tall: the report link is the last metadata entry, below the per-column drift table.
+    "ui_drift_report.png": (f"/assets/{MONITORING_ASSET}", (1600, 3400)),
 }
 LOAD_TIMEOUT = 120  # s, a code location loading on a busy 2-core machine
-RUN_TIMEOUT = 300  # s, the whole graph for one day
+RUN_TIMEOUT = 360  # s, the whole graph for one day
 
 
 def _dagster(program: str) -> str:
@@ -80,12 +86,14 @@ def _dagster(program: str) -> str:
 
 
 def _instance_home(tmp_path: Path) -> Path:
-    """DAGSTER_HOME with the project's dagster.yaml and its storage already created: the
-    webserver, the daemon and their code servers creating a new SQLite storage at once race on
-    its alembic version table."""
+    """DAGSTER_HOME with the project's dagster.yaml (plus the first-visit welcome dialog off: it
+    would cover every screenshot) and its storage already created: the webserver, the daemon
+    and their code servers creating a new SQLite storage at once race on its alembic table."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    project = (PROJECT_ROOT / "dagster.yaml").read_text()
+    assert "nux:" not in project  # else the project's own setting applies
+    (home / "dagster.yaml").write_text(project + "nux:\n  enabled: false\n")
     dg.DagsterInstance.from_config(str(home)).dispose()
     return home
 
@@ -112,19 +120,21 @@ def _stop_automation(ui: DagsterUI, repository: dict[str, Any]) -> list[str]:
     return stopped
 
 
-def _materialize_all(ui: DagsterUI, nodes: list[dict[str, Any]], day: str) -> dict[str, Any]:
+def _materialize_all(nodes: list[dict[str, Any]], day: str) -> dict[str, Any]:
     """The execution params of "Materialize all" for the partition ``day``: every
-    materializable asset that is unpartitioned or has ``day`` as a partition of the daily
-    calendar, with all their checks."""
-
-    def on_daily_calendar(node: dict[str, Any]) -> bool:
-        if not node["isPartitioned"]:
-            return True
-        keys = ui.query(PARTITION_KEYS, {"assetKey": node["assetKey"]})["assetNodeOrError"]
-        return keys["partitionKeys"][-1] == DAILY_LAST_KEY and day in keys["partitionKeys"]
-
-    selected = [n for n in nodes if n["isMaterializable"] and n["isExecutable"]]
-    selected = [n for n in selected if on_daily_calendar(n)]
+    materializable asset that is unpartitioned or on the daily calendar (the partitions
+    definition most assets share), with all their checks."""
+    calendars = Counter(
+        n["partitionDefinition"]["description"] for n in nodes if n["isPartitioned"]
+    )
+    daily = calendars.most_common(1)[0][0]
+    selected = [
+        n
+        for n in nodes
+        if n["isMaterializable"]
+        and n["isExecutable"]
+        and (not n["isPartitioned"] or n["partitionDefinition"]["description"] == daily)
+    ]
     repository = selected[0]["repository"]
     return {
         "selector": {
@@ -144,23 +154,13 @@ def _materialize_all(ui: DagsterUI, nodes: list[dict[str, Any]], day: str) -> di
     }
 
 
-# The daily calendar's last partition: FTI_END_DATE, pinned by tests/conftest.py.
-DAILY_LAST_KEY = os.environ["FTI_END_DATE"]
-
-
 def test_the_ui_in_a_browser(data_layer: Path, tmp_path: Path) -> None:
     chromium = chromium_binary()
     if chromium is None:
         pytest.skip(CHROMIUM_SKIP_REASON)
-    timings: dict[str, float] = {}
     started = time.monotonic()
+    timings: dict[str, float] = {}
     home = _instance_home(tmp_path)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert _run(
-            TINY_START, LAST_DAY - timedelta(days=1), selection=FEATURE_PIPELINES, instance=instance
-        ).success
-    timings["earlier days in-process"] = time.monotonic() - started
-
     env = fti_env(
         DAGSTER_HOME=str(home),
         FTI_DATA_DIR=str(data_layer),
@@ -168,13 +168,10 @@ def test_the_ui_in_a_browser(data_layer: Path, tmp_path: Path) -> None:
         FTI_REGISTRY_PATH=str(data_layer / "registry.sqlite"),
         FTI_REPORTS_URL=REPORTS_URL,
         DAGSTER_TELEMETRY_DISABLED="1",
-        PYTHONUNBUFFERED="1",
     )
-    logs = tmp_path / "logs"
+    logs, shots = tmp_path / "logs", tmp_path / "screenshots"
     logs.mkdir()
-    shots = tmp_path / "screenshots"
     shots.mkdir()
-    port, read_only_port = free_port(), free_port()
     processes: list[Process] = []
 
     def start(name: str, *argv: str) -> Process:
@@ -182,39 +179,37 @@ def test_the_ui_in_a_browser(data_layer: Path, tmp_path: Path) -> None:
         processes.append(process)
         return process
 
-    webserver_args = ["-h", "127.0.0.1", "-w", "workspace.yaml"]
-    ui, read_only = DagsterUI(port), DagsterUI(read_only_port)
+    def webserver(name: str, port: int, *flags: str) -> Process:
+        host = ["-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"]
+        return start(name, _dagster("dagster-webserver"), *host, *flags)
+
+    ui, read_only = DagsterUI(free_port()), DagsterUI(free_port())
     try:
-        t0 = time.monotonic()
-        webserver = start(
-            "webserver", _dagster("dagster-webserver"), *webserver_args, "-p", str(port)
-        )
-        ui.wait_until_loaded(webserver, LOAD_TIMEOUT)
-        timings["webserver loaded"] = time.monotonic() - t0
+        main = webserver("webserver", ui.port)
+        # While it loads: the days before the last one, in-process, recorded in the instance.
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            earlier = _run(
+                TINY_START,
+                LAST_DAY - timedelta(days=1),
+                selection=FEATURE_PIPELINES,
+                instance=instance,
+            )
+        assert earlier.success
+        timings["earlier days in-process"] = time.monotonic() - started
+        ui.wait_until_loaded(main, LOAD_TIMEOUT)
+        timings["webserver up"] = time.monotonic() - started
 
         nodes = ui.asset_nodes()
         groups = {n["groupName"] for n in nodes}
-        from fti_assets.definitions import defs
-
         graph = defs.resolve_asset_graph()
-        defined = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
-        assert groups == defined
-
-        stopped = _stop_automation(ui, nodes[0]["repository"])
-        assert "landing_sensor" in stopped
+        assert groups == {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+        assert "landing_sensor" in _stop_automation(ui, nodes[0]["repository"])
         daemon = start("daemon", _dagster("dagster-daemon"), "run", "-w", "workspace.yaml")
-        read_only_server = start(
-            "webserver-read-only",
-            _dagster("dagster-webserver"),
-            *webserver_args,
-            "-p",
-            str(read_only_port),
-            "--read-only",
-        )
+        read_only_server = webserver("webserver-read-only", read_only.port, "--read-only")
 
-        # "Materialize all" for the last day (queued; the daemon launches it once it is up).
-        params = _materialize_all(ui, nodes, LAST_DAY.isoformat())
+        # "Materialize all" for the last day: queued until the daemon, loading, launches it.
         t0 = time.monotonic()
+        params = _materialize_all(nodes, LAST_DAY.isoformat())
         launched = ui.launch_run(params)
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
@@ -227,34 +222,34 @@ def test_the_ui_in_a_browser(data_layer: Path, tmp_path: Path) -> None:
         assert refused["__typename"] == "UnauthorizedError", refused
         assert read_only.run_ids() == runs
 
-        run = ui.wait_for_run(run_id, RUN_TIMEOUT, webserver, daemon)
+        run = ui.wait_for_run(run_id, RUN_TIMEOUT, main, daemon)
         timings["materialize all (one day)"] = time.monotonic() - t0
         if run["status"] != "SUCCESS":
             failures = "\n".join(ui.failures(run_id)) or daemon.tail()
             pytest.fail(f"run {run_id} {run['status']}:\n{failures}")
-        selected = {"/".join(k["path"]) for k in params["selector"]["assetSelection"]}
-        steps = {s["stepKey"]: s["status"] for s in run["stepStats"]}
-        assert set(steps.values()) == {"SUCCESS"}, steps
-        groups_run = {n["groupName"] for n in nodes if "/".join(n["assetKey"]["path"]) in selected}
-        assert groups_run == groups - {"streaming"}  # the streaming side is written by `fti stream`
+        assert {s["status"] for s in run["stepStats"]} == {"SUCCESS"}, run["stepStats"]
+        keys = [tuple(key["path"]) for key in params["selector"]["assetSelection"]]
+        in_run = {n["groupName"] for n in nodes if tuple(n["assetKey"]["path"]) in keys}
+        assert in_run == groups - {"streaming"}  # the streaming assets are `fti stream`'s
 
         # The browser.
         t0 = time.monotonic()
         doms = {
-            name: render(chromium, ui.page(path), shots / name, profile=tmp_path / "chromium")
-            for name, path in SCREENSHOTS.items()
+            name: render(
+                chromium, ui.base + path, shots / name, size=size, profile=tmp_path / "chromium"
+            )
+            for name, (path, size) in SCREENSHOTS.items()
         }
         timings["screenshots"] = time.monotonic() - t0
-        for name in SCREENSHOTS:
+        for name, (_, size) in SCREENSHOTS.items():
             assert (shots / name).stat().st_size > 20_000, f"{name} looks empty"
-            assert png_size(shots / name) == (1600, 1000)
-        graph_text = graph_node_text(doms["ui_asset_graph.png"])
-        missing = sorted(g for g in groups if f">{g}<" not in graph_text)
-        assert not missing, f"groups not drawn in the asset graph: {missing}"
-        features_text = graph_node_text(doms["ui_features_group.png"])
-        assert ">card_transaction_features<" in features_text
+            assert png_size(shots / name) == size
+            assert "Join the Dagster community" not in doms[name]  # nothing covers the page
+        drawn = graph_node_text(doms["ui_asset_graph.png"])
+        assert not sorted(g for g in groups if f">{g}<" not in drawn), "groups missing"
+        assert ">card_transaction_features<" in graph_node_text(doms["ui_features_group.png"])
         checks_page = doms["ui_model_evaluation.png"]
-        assert all(f">{gate}<" in checks_page for gate in GATES), "checks missing from the page"
+        assert not sorted(g for g in GATES if f">{g}<" not in checks_page), "checks missing"
         report = f"{REPORTS_URL}/fraud_model/drift/{LAST_DAY}.html"
         assert f'href="{report}"' in doms["ui_drift_report.png"]
 

@@ -122,6 +122,7 @@ class DagsterUI:
     """One dagster-webserver: its GraphQL API, and the URLs of its pages."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.http = httpx.Client(base_url=self.base, timeout=60)
 
@@ -195,9 +196,6 @@ class DagsterUI:
     def run_ids(self) -> list[str]:
         runs = self.query(RUNS)["runsOrError"]
         return [r["runId"] for r in runs["results"]]
-
-    def page(self, path: str) -> str:
-        return self.base + path
 
 
 def check_names(node: dict[str, Any]) -> list[str]:
@@ -297,11 +295,6 @@ query AssetNodes {
     assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
     repository { name location { name } }
   }
-}"""
-
-PARTITION_KEYS = """
-query PartitionKeys($assetKey: AssetKeyInput!) {
-  assetNodeOrError(assetKey: $assetKey) { ... on AssetNode { partitionKeys } }
 }"""
 
 LAUNCH_RUN = """
