@@ -45,6 +45,7 @@ from tests.ui_client import (
     STOP_SENSOR,
     DagsterUI,
     Process,
+    buttons,
     check_names,
     chromium_binary,
     free_port,
@@ -71,11 +72,12 @@ SCREENSHOTS = {
     "ui_asset_graph.png": ("/asset-groups", (1600, 1000)),
     "ui_features_group.png": (
         "/locations/__repository__@fti_assets/asset-groups/features",
-        (1600, 1000),
+        (1600, 1400),
     ),
-    "ui_model_evaluation.png": (f"/assets/{CHECKED_ASSET}?view=checks", (1600, 1000)),
-    # Tall: the report link is the last metadata entry, below the per-column drift table.
-    "ui_drift_report.png": (f"/assets/{MONITORING_ASSET}", (1600, 3400)),
+    "ui_model_evaluation.png": (f"/assets/{CHECKED_ASSET}", (1600, 1000)),
+    "ui_model_checks.png": (f"/assets/{CHECKED_ASSET}?view=checks", (1600, 1000)),
+    # Tall: the report link is the last metadata entry, below the per-day drift table.
+    "ui_drift_report.png": (f"/assets/{MONITORING_ASSET}", (1600, 1700)),
 }
 LOAD_TIMEOUT = 120  # s, a code location loading on a busy 2-core machine
 RUN_TIMEOUT = 360  # s, the whole graph for one day
@@ -167,6 +169,9 @@ def test_the_ui_in_a_browser(data_layer: Path, tmp_path: Path) -> None:
         FTI_ONLINE_PATH=str(data_layer / "online.sqlite"),
         FTI_REGISTRY_PATH=str(data_layer / "registry.sqlite"),
         FTI_REPORTS_URL=REPORTS_URL,
+        # The world's days are the daily partitions (the last landed day is the last one), as
+        # in `make dev` after `fti generate`; this process keeps conftest's longer window.
+        FTI_END_DATE=LAST_DAY.isoformat(),
         DAGSTER_TELEMETRY_DISABLED="1",
     )
     logs, shots = tmp_path / "logs", tmp_path / "screenshots"
@@ -248,10 +253,22 @@ def test_the_ui_in_a_browser(data_layer: Path, tmp_path: Path) -> None:
         drawn = graph_node_text(doms["ui_asset_graph.png"])
         assert not sorted(g for g in groups if f">{g}<" not in drawn), "groups missing"
         assert ">card_transaction_features<" in graph_node_text(doms["ui_features_group.png"])
-        checks_page = doms["ui_model_evaluation.png"]
+        evaluation = doms["ui_model_evaluation.png"]
+        assert ">test_pr_auc<" in evaluation and ">oracle_pr_auc<" in evaluation
+        checks_page = doms["ui_model_checks.png"]
         assert not sorted(g for g in GATES if f">{g}<" not in checks_page), "checks missing"
         report = f"{REPORTS_URL}/fraud_model/drift/{LAST_DAY}.html"
         assert f'href="{report}"' in doms["ui_drift_report.png"]
+
+        assert buttons(evaluation)["Materialize"] is False
+        # The read-only UI shows the same page with its Materialize button disabled.
+        page = render(
+            chromium,
+            read_only.base + f"/assets/{CHECKED_ASSET}",
+            shots / "read_only.png",
+            profile=tmp_path / "chromium",
+        )
+        assert ">test_pr_auc<" in page and buttons(page)["Materialize"] is True
 
         if os.environ.get("FTI_UPDATE_SCREENSHOTS") == "1":
             for name in SCREENSHOTS:

@@ -9,6 +9,7 @@ skip with :data:`CHROMIUM_SKIP_REASON`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -258,6 +259,15 @@ def png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     return struct.unpack(">II", head[16:24])
+
+
+def buttons(dom: str) -> dict[str, bool]:
+    """Each button's text in a DOM dump -> whether the button is disabled."""
+    states = {}
+    for attributes, content in re.findall(r"<button([^>]*)>(.*?)</button>", dom, re.S):
+        text = re.sub(r"<[^>]+>", "", content).strip()
+        states[text] = re.search(r"\sdisabled(=|\s|$)", attributes) is not None
+    return states
 
 
 def graph_node_text(dom: str) -> str:
