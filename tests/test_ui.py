@@ -1,14 +1,16 @@
 """The Dagster UI in a real browser, served the way `make dev` serves it.
 
 dagster-webserver and dagster-daemon run on 127.0.0.1 with the project's dagster.yaml and
-workspace.yaml over a tiny world. The earlier days of the feature pipelines are materialized
-in-process first (recorded in the same instance), so that the last day can be launched the way
-the UI launches "Materialize all" for one partition: ``launchRun`` on the implicit asset job
-with every materializable asset of the daily calendar and the unpartitioned ones, their checks,
-and the partition tag. The run config is the launchpad's (the tiny world's shorter warm-up and
-label maturity, a small model): the model defaults need more days than the tiny world has. The
-two assets of the service's real-time log calendar (``inference_log`` and what reads it) are
-launched on their own calendar in the UI, so they are not part of this run.
+workspace.yaml over a tiny world; its sensors and schedule are switched off first (the UI's
+toggles), so that the daemon launches nothing but the run under test. The earlier days of the
+feature pipelines are materialized in-process first (recorded in the same instance), so that
+the last day can be launched the way the UI launches "Materialize all" for one partition:
+``launchRun`` on the implicit asset job with every materializable asset of the daily calendar
+and the unpartitioned ones, their checks, and the partition tag. The run config is the
+launchpad's (the tiny world's shorter warm-up and label maturity, a small model): the model
+defaults need more days than the tiny world has. The two assets of the service's real-time log
+calendar (``inference_log`` and what reads it) are launched on their own calendar in the UI,
+so they are not part of this run.
 
 Headless Chromium (Debian's ``chromium`` package; nothing is downloaded, the test skips without
 it) then renders the asset graph (every group), an asset page with its checks and a monitoring
@@ -16,7 +18,8 @@ asset with its Evidently report link. With FTI_UPDATE_SCREENSHOTS=1 the screensh
 into docs/, where the README shows them.
 
 A second webserver started with ``--read-only`` (what docs/ui.md recommends for shared
-deployments) refuses the same launch, and no run is created.
+deployments) refuses the same launch, no run is created, and its asset page shows the
+Materialize button disabled.
 """
 
 from __future__ import annotations
