@@ -218,9 +218,9 @@ def render(
 
     ``--virtual-time-budget`` lets the page run its scripts and requests for that much virtual
     time (which runs ahead of the clock while the page is idle) before the screenshot and the
-    DOM dump. Each call is bounded by ``timeout`` and its process group is ended afterwards.
+    DOM dump. Headless Chromium now and then hangs for good instead: each call is bounded by
+    ``timeout``, its process group is ended afterwards, and a hung call is tried once more.
     """
-    png.unlink(missing_ok=True)
     dom_path = png.with_suffix(".html")
     argv = [
         chromium,
@@ -239,18 +239,26 @@ def render(
         "--dump-dom",
         url,
     ]
-    with open(dom_path, "wb") as dom, open(png.with_suffix(".chromium.log"), "wb") as log:
-        browser = subprocess.Popen(
-            argv, stdout=dom, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            browser.wait(timeout=timeout)
-        finally:
+    for _attempt in range(2):
+        png.unlink(missing_ok=True)
+        with open(dom_path, "wb") as dom, open(png.with_suffix(".chromium.log"), "ab") as log:
+            browser = subprocess.Popen(
+                argv, stdout=dom, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
             try:
-                os.killpg(browser.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            browser.wait(timeout=10)
+                browser.wait(timeout=timeout)
+                hung = False
+            except subprocess.TimeoutExpired:
+                hung = True
+            finally:
+                try:
+                    os.killpg(browser.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                browser.wait(timeout=10)
+        if not hung:
+            break
+    assert not hung, f"chromium still loading {url} after {timeout:.0f} s, twice"
     assert png.exists(), f"chromium wrote no screenshot of {url} (exit {browser.returncode})"
     return dom_path.read_text(errors="replace")
 
