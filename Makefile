@@ -17,7 +17,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 REDIS_DIR := .redis
 REDIS_PORT ?= 6379
 
-.PHONY: install system-packages demo test soak dev serve stream redis-up redis-down lint fmt \
+.PHONY: install system-packages demo scenario test soak dev serve stream redis-up redis-down lint fmt \
 	bench bench-quick clean postgres-up postgres-down dev-postgres
 
 install: $(STAMP) system-packages
@@ -44,6 +44,20 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/fti demo
+
+# The loop end to end (docs/scenario.md): a world whose data drift, released a day at a time and
+# carried by the platform's own sensors and automation (landing -> features -> scoring ->
+# monitoring -> breach -> retraining -> gates -> promotion). About 25 s per simulated day.
+# Sizes and drift through SCENARIO_ARGS (`.venv/bin/fti scenario drift --help`), e.g.
+#   make scenario SCENARIO_ARGS="--cards 300 --days 70 --drift-from 60 --drift-kind covariate"
+SCENARIO_ARGS ?=
+SCENARIO_DATA ?= data/scenario
+SCENARIO_OUT ?= $(SCENARIO_DATA)/out
+
+scenario: install
+	$(BIN)/fti scenario drift --data-dir $(SCENARIO_DATA) --out $(SCENARIO_OUT) $(SCENARIO_ARGS)
+	@echo "scenario outputs: $(SCENARIO_OUT)/scenario_timeline.png (timeline)," \
+		"$(SCENARIO_OUT)/scenario.json (a row per day), data in $(SCENARIO_DATA)/"
 
 test: install
 	$(BIN)/pytest -n 2 --dist loadgroup

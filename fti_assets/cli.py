@@ -563,15 +563,19 @@ app.add_typer(scenario_app, name="scenario")
 @scenario_app.command("drift")
 def scenario_drift(
     seed: Annotated[int, typer.Option(help="World seed.")] = 7,
-    cards: Annotated[int, typer.Option(help="Cards in the world.")] = 1500,
-    days: Annotated[int, typer.Option(help="Days in the world.")] = 70,
-    drift_from: Annotated[int, typer.Option(help="Day index (0-based) drift starts.")] = 42,
+    cards: Annotated[int, typer.Option(help="Cards in the world.")] = 500,
+    days: Annotated[int, typer.Option(help="Days in the world.")] = 88,
+    drift_from: Annotated[int, typer.Option(help="Day index (0-based) drift starts.")] = 57,
     drift_kind: Annotated[
         str, typer.Option(help="covariate (amounts, channel mix) | concept (new fraud pattern).")
-    ] = "covariate",
+    ] = "concept",
     initial_days: Annotated[
-        int, typer.Option(help="Days landed before the loop starts (enough to train on).")
-    ] = 30,
+        int,
+        typer.Option(
+            help="Days landed before the loop starts; the first model is trained once 51 days "
+            "landed (30 warm-up + 14 label maturity + 7 of examples)."
+        ),
+    ] = 52,
     data_dir: Annotated[
         Path, typer.Option(help="Scenario data folder (its world, lake, models, reports).")
     ] = Path("data/scenario"),
@@ -604,7 +608,9 @@ def scenario_drift(
         if as_json
         else lambda row: console.print(
             f"{row.day} (day {row.day_index}): drift {row.drift_share} est {row.estimated_pr_auc} "
-            f"champion v{row.champion_version}" + (" RETRAIN" if row.retrain_run_id else "")
+            f"champion v{row.champion_version} {row.runs} runs {row.seconds} s"
+            + (" RETRAIN" if row.retrain_run_id else "")
+            + (" PROMOTED" if row.promoted else "")
         )
     )
     with scenario_environment(data_dir):

@@ -1,12 +1,13 @@
 """`fti scenario drift`: the loop, end to end, on a world whose data drifts from a given day.
 
 Days are released into the landing zone one at a time; after each, the platform's own sensors
-and automation conditions run against a persistent Dagster instance, exactly as the daemon would
-tick them (the landing sensor, the ``fti_automation`` conditions, every model's retraining
-sensor), each requested run executed before the next tick. Nothing is called by hand: ingest,
-dbt, features, scoring, monitoring, the retraining run, its gates and the promotion all happen
-because a sensor or a condition asked for them. A timeline row per day records what monitoring
-saw and what the loop did.
+and automation conditions run against a persistent Dagster instance (``dagster_home/`` in the
+scenario's data folder: open it with ``dagster dev`` afterwards to browse every run), exactly as
+the daemon would tick them (the landing sensor, the ``fti_automation`` conditions, the retraining
+sensor of the model the scenario follows), each requested run executed before the next tick.
+Nothing is called by hand: ingest, dbt, features, scoring, monitoring, the retraining run, its
+gates and the promotion all happen because a sensor or a condition asked for them. A timeline
+row per day records what monitoring saw and what the loop did.
 
 The definitions are imported after the scenario's environment is set (their daily partitions
 come from the world), so run it in a process of its own: the CLI does.
@@ -17,7 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 
 MODEL = "fraud_model"
 MAX_TICKS = 12
+# The landing sensor has one ingest run in flight at a time: the daemon ticks it again and again
+# until everything that landed is in (reference files first, then the days).
+MAX_LANDING_TICKS = 8
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -56,6 +61,9 @@ class ScenarioConfig:
     # Days released before the loop starts watching (a platform that already has history).
     initial_days: int = 30
     fraud_rate: float = 0.02
+    # The models whose retraining sensors run (as if the others were stopped in the UI): a model
+    # nobody follows is never trained, so its scoring and monitoring never run either.
+    models: tuple[str, ...] = (MODEL,)
 
 
 @dataclass
@@ -74,26 +82,31 @@ class DayRow:
     champion_version: int | None = None
     challenger_version: int | None = None
     promoted: bool = False
+    runs: int = 0  # runs the sensors and conditions launched for this day
+    seconds: float = 0.0  # wall time of the day (release, every tick, every run)
 
 
 class SimulatedDaemon:
     """The daemon's sensors and automation, ticked in-process against one instance."""
 
-    def __init__(self, instance: dg.DagsterInstance) -> None:
+    def __init__(self, instance: dg.DagsterInstance, models: tuple[str, ...] = (MODEL,)) -> None:
         from fti_assets.definitions import defs
 
         self.defs = defs
         self.instance = instance
         self.resources = dict(defs.resources)
+        sensors = {s.name: s for s in defs.sensors}
+        unknown = [m for m in models if f"{m}_retraining_sensor" not in sensors]
+        if unknown:
+            raise ValueError(f"models {unknown}: no retraining sensor of that name in the defs")
+        self.sensors = sensors
+        self.retraining_sensors = [sensors[f"{m}_retraining_sensor"] for m in models]
         self.sensor_cursors: dict[str, str | None] = {}
         self.automation_cursor = None
         self.runs: list[dict[str, Any]] = []
 
-    def _sensor(self, name: str) -> dg.SensorDefinition:
-        return next(s for s in self.defs.sensors if s.name == name)
-
     def sensor_tick(self, name: str) -> list[dg.RunRequest]:
-        sensor = self._sensor(name)
+        sensor = self.sensors[name]
         with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.sensor_cursors.get(name),
@@ -164,18 +177,22 @@ class SimulatedDaemon:
         raise RuntimeError(f"automation still requesting after {MAX_TICKS} ticks")
 
     def tick(self) -> list[tuple[dg.RunRequest, dg.ExecuteInProcessResult]]:
-        """One round: ingest what landed, let automation settle, then the retraining sensors
-        (their runs are followed by automation again). Returns the retraining runs."""
-        for request in self.sensor_tick("landing_sensor"):
-            self.execute(request)
+        """One round: ingest everything that landed (landing-sensor ticks until it requests
+        nothing, automation settling after each run), then the retraining sensors (their runs
+        are followed by automation again). Returns the retraining runs."""
+        for _ in range(MAX_LANDING_TICKS):
+            requests = self.sensor_tick("landing_sensor")
+            if not requests:
+                break
+            for request in requests:
+                self.execute(request)
             self.settle_automation()
-        self.settle_automation()
+        else:
+            raise RuntimeError(f"landing sensor still requesting after {MAX_LANDING_TICKS} ticks")
         retrained = []
-        for sensor in self.defs.sensors:
-            if sensor.name.endswith("_retraining_sensor"):
-                for request in self.sensor_tick(sensor.name):
-                    job = sensor.job_name
-                    retrained.append((request, self.execute(request, job)))
+        for sensor in self.retraining_sensors:
+            for request in self.sensor_tick(sensor.name):
+                retrained.append((request, self.execute(request, sensor.job_name)))
         if retrained:
             self.settle_automation()
         return retrained
@@ -206,6 +223,7 @@ def run_drift_scenario(
     config: ScenarioConfig, data_dir: Path, on_day=None
 ) -> list[DayRow]:  # fmt: skip
     """Generate the world, then release and process it day by day; the timeline."""
+    _fresh_folder(data_dir, config)
     world = GeneratorConfig(
         cards=config.cards, merchants=config.merchants, days=config.days, start=config.start,
         seed=config.seed, fraud_rate=config.fraud_rate, drift_from=config.drift_from,
@@ -214,22 +232,44 @@ def run_drift_scenario(
     generate(world, data_dir, hold_back=config.days - config.initial_days)
     settings = Settings.from_env()
     rows: list[DayRow] = []
-    with tempfile.TemporaryDirectory(prefix="fti-scenario-home-") as home:
-        with dg.instance_for_test(temp_dir=home) as instance:
-            daemon = SimulatedDaemon(instance)
-            daemon.tick()  # the history that landed before the loop watched
-            for index in range(config.initial_days, config.days):
-                day = config.start + timedelta(days=index)
-                advance(settings.layout.data_dir / "world", settings.layout.landing_dir, 1)
-                retrained = daemon.tick()
-                row = _day_row(settings, day, index, retrained)
-                previous = rows[-1].champion_version if rows else None
-                row.promoted = previous is not None and row.champion_version != previous
-                rows.append(row)
-                if on_day is not None:
-                    on_day(row)
+    home = data_dir / DAGSTER_HOME
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        daemon = SimulatedDaemon(instance, config.models)
+        daemon.tick()  # the history that landed before the loop watched
+        for index in range(config.initial_days, config.days):
+            started, runs_before = time.monotonic(), len(daemon.runs)
+            day = config.start + timedelta(days=index)
+            advance(settings.layout.data_dir / "world", settings.layout.landing_dir, 1)
+            retrained = daemon.tick()
+            row = _day_row(settings, day, index, retrained)
+            previous = rows[-1].champion_version if rows else None
+            row.promoted = previous is not None and row.champion_version != previous
+            row.runs = len(daemon.runs) - runs_before
+            row.seconds = round(time.monotonic() - started, 1)
+            rows.append(row)
+            if on_day is not None:
+                on_day(row)
     _fill_realized(settings, rows)
     return rows
+
+
+DAGSTER_HOME = "dagster_home"
+MARKER = "scenario_config.json"
+
+
+def _fresh_folder(data_dir: Path, config: ScenarioConfig) -> None:
+    """An empty data folder for the scenario: a previous scenario's folder (it holds the marker)
+    is cleared; any other folder that is not empty is refused (it may be someone's data)."""
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / MARKER).exists():
+            raise ValueError(
+                f"{data_dir} is not empty and is not a scenario's folder (no {MARKER}): "
+                "expected a new or empty folder, or one a previous scenario wrote"
+            )
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / MARKER).write_text(json.dumps(asdict(config), indent=2, default=str))
 
 
 def _day_row(settings: Settings, day: date, index: int, retrained: list) -> DayRow:
