@@ -587,10 +587,12 @@ def scenario_drift(
     """A world whose data drift from --drift-from, driven day by day through the platform's own
     sensors and automation (in-process, against a persistent instance): the timeline of
     monitoring, retraining and promotion, as a table (or --json) and a PNG."""
+    import contextlib
     import dataclasses
 
     from fti_assets.scenario import (
         ScenarioConfig,
+        model_versions,
         run_drift_scenario,
         scenario_environment,
         write_outputs,
@@ -613,9 +615,18 @@ def scenario_drift(
             + (" PROMOTED" if row.promoted else "")
         )
     )
-    with scenario_environment(data_dir):
+    # dbt's log goes to stdout (dagster-dbt echoes it): with --json, stdout is the timeline only.
+    with (
+        scenario_environment(data_dir),
+        contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout),
+    ):
         rows = run_drift_scenario(config, data_dir, on_day=progress)
-    paths = write_outputs(rows, config, out.resolve())
+        versions = model_versions(Settings.from_env())
+    command = (
+        f"fti scenario drift --seed {seed} --cards {cards} --days {days} --drift-from "
+        f"{drift_from} --drift-kind {drift_kind} --initial-days {initial_days}"
+    )
+    paths = write_outputs(rows, config, out.resolve(), versions, command)
     records = [dataclasses.asdict(r) for r in rows]
     if as_json:
         typer.echo(json.dumps(records, indent=2, default=str))
@@ -623,7 +634,7 @@ def scenario_drift(
     for record in records:
         record["drifted_columns"] = len(record["drifted_columns"])
     _print_table(records, "Drift scenario")
-    console.print(f"timeline: {paths['png']}  json: {paths['json']}")
+    console.print(f"timeline: {paths['png']}  json: {paths['json']}  summary: {paths['md']}")
 
 
 reports_app = typer.Typer(help="Monitoring and evaluation reports (HTML, PNG).")
