@@ -56,8 +56,9 @@ SCENARIO_OUT ?= $(SCENARIO_DATA)/out
 
 scenario: install
 	$(BIN)/fti scenario drift --data-dir $(SCENARIO_DATA) --out $(SCENARIO_OUT) $(SCENARIO_ARGS)
-	@echo "scenario outputs: $(SCENARIO_OUT)/scenario_timeline.png (timeline)," \
-		"$(SCENARIO_OUT)/scenario.json (a row per day), data in $(SCENARIO_DATA)/"
+	@echo "scenario outputs in $(SCENARIO_OUT)/: scenario_timeline.png (the timeline)," \
+		"scenario.md (summary), scenario.json (a row per day); its data and Dagster instance" \
+		"in $(SCENARIO_DATA)/ (runs: DAGSTER_HOME=$(abspath $(SCENARIO_DATA))/dagster_home $(BIN)/dagster run list)"
 
 test: install
 	$(BIN)/pytest -n 2 --dist loadgroup
