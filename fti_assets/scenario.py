@@ -258,6 +258,7 @@ def run_drift_scenario(
 
 
 DAGSTER_HOME = "dagster_home"
+SPLITS = ("train", "valid", "test")
 MARKER = "scenario_config.json"
 
 
@@ -316,8 +317,8 @@ def _champion(settings: Settings) -> int | None:
 
 
 def model_versions(settings: Settings) -> list[dict[str, Any]]:
-    """Every version of the followed model: status, held-out PR-AUC, the end of its training
-    labels, and every version the champion alias pointed at (in order)."""
+    """Every version of the followed model: status, validation PR-AUC, its examples' window
+    and positives per split, its data cutoff, and whether the champion alias pointed at it."""
     from fti_assets.lib.datasets import load_dataset
     from fti_assets.lib.registry import CHAMPION, ModelRegistry
     from fti_assets.specs.models import MODELS
@@ -333,7 +334,10 @@ def model_versions(settings: Settings) -> list[dict[str, Any]]:
         versions.append({
             "version": v.version, "status": v.status, "status_reason": v.status_reason,
             "valid_pr_auc": v.metrics.get("valid_pr_auc"),
-            "labels_until": manifest["label"]["cutoff"][:10], "champion": v.version in champions,
+            "examples": f"{manifest['time_range']['start'][:10]} .. "
+                        f"{manifest['time_range']['end'][:10]}",
+            "positives": "/".join(str(manifest["positives"][s]) for s in SPLITS),
+            "data_cutoff": manifest["label"]["cutoff"][:10], "champion": v.version in champions,
         })  # fmt: skip
     return versions
 
@@ -452,13 +456,14 @@ def summary_markdown(
     lines += events or ["- nothing: no breach, no retraining"]
     lines += ["", "## Model versions", ""]
     lines += [
-        "| version | status | validation PR-AUC | labels until | was champion |",
-        "|---|---|---|---|---|",
+        "| version | status | validation PR-AUC | examples (prediction time) | positives "
+        "(train/valid/test) | data cutoff | was champion |",
+        "|---|---|---|---|---|---|---|",
     ]
     for v in versions:
         lines.append(
-            f"| v{v['version']} | {v['status']} | {_cell(v['valid_pr_auc'])} | "
-            f"{v['labels_until']} | {_cell(v['champion'])} |"
+            f"| v{v['version']} | {v['status']} | {_cell(v['valid_pr_auc'])} | {v['examples']} "
+            f"| {v['positives']} | {v['data_cutoff']} | {_cell(v['champion'])} |"
         )
     lines += ["", "## PR-AUC per champion", ""]
     lines += [
