@@ -80,6 +80,7 @@ class DayRow:
     skew_mismatch_rate: float | None = None
     breach: bool = False
     breach_kind: str | None = None  # drift, estimated_performance, performance, no_champion
+    breach_detail: str | None = None  # the retraining sensor's reason (figures, days, floor)
     retrain_run_id: str | None = None
     champion_version: int | None = None
     challenger_version: int | None = None
@@ -302,6 +303,7 @@ def _day_row(settings: Settings, day: date, index: int, retrained: list) -> DayR
     for request, result in retrained:
         if request.tags.get("fti/breach_kind") is not None and MODEL in (request.run_key or ""):
             row.breach_kind = request.tags["fti/breach_kind"]
+            row.breach_detail = request.tags.get("fti/breach_detail")
             row.breach = row.breach_kind != "no_champion"
             row.retrain_run_id = result.run_id
     return row
@@ -445,8 +447,9 @@ def summary_markdown(
     for row in rows:
         if row.retrain_run_id:
             what = "first training" if row.breach_kind == "no_champion" else f"{row.breach_kind}"
+            detail = f": {row.breach_detail}" if row.breach_detail else ""
             events.append(
-                f"- {row.day} (day {row.day_index}): **{what}** breach → retraining run "
+                f"- {row.day} (day {row.day_index}): **{what}** breach{detail} → retraining run "
                 f"`{row.retrain_run_id[:8]}` requested by the retraining sensor"
             )
         if row.promoted:
