@@ -613,15 +613,19 @@ app.add_typer(scenario_app, name="scenario")
 @scenario_app.command("drift")
 def scenario_drift(
     seed: Annotated[int, typer.Option(help="World seed.")] = 7,
-    cards: Annotated[int, typer.Option(help="Cards in the world.")] = 1500,
-    days: Annotated[int, typer.Option(help="Days in the world.")] = 70,
-    drift_from: Annotated[int, typer.Option(help="Day index (0-based) drift starts.")] = 42,
+    cards: Annotated[int, typer.Option(help="Cards in the world.")] = 500,
+    days: Annotated[int, typer.Option(help="Days in the world.")] = 88,
+    drift_from: Annotated[int, typer.Option(help="Day index (0-based) drift starts.")] = 57,
     drift_kind: Annotated[
         str, typer.Option(help="covariate (amounts, channel mix) | concept (new fraud pattern).")
-    ] = "covariate",
+    ] = "concept",
     initial_days: Annotated[
-        int, typer.Option(help="Days landed before the loop starts (enough to train on).")
-    ] = 30,
+        int,
+        typer.Option(
+            help="Days landed before the loop starts; the first model is trained once 51 days "
+            "landed (30 warm-up + 14 label maturity + 7 of examples)."
+        ),
+    ] = 52,
     data_dir: Annotated[
         Path, typer.Option(help="Scenario data folder (its world, lake, models, reports).")
     ] = Path("data/scenario"),
@@ -633,10 +637,12 @@ def scenario_drift(
     """A world whose data drift from --drift-from, driven day by day through the platform's own
     sensors and automation (in-process, against a persistent instance): the timeline of
     monitoring, retraining and promotion, as a table (or --json) and a PNG."""
+    import contextlib
     import dataclasses
 
     from fti_assets.scenario import (
         ScenarioConfig,
+        model_versions,
         run_drift_scenario,
         scenario_environment,
         write_outputs,
@@ -654,12 +660,23 @@ def scenario_drift(
         if as_json
         else lambda row: console.print(
             f"{row.day} (day {row.day_index}): drift {row.drift_share} est {row.estimated_pr_auc} "
-            f"champion v{row.champion_version}" + (" RETRAIN" if row.retrain_run_id else "")
+            f"champion v{row.champion_version} {row.runs} runs {row.seconds} s"
+            + (" RETRAIN" if row.retrain_run_id else "")
+            + (" PROMOTED" if row.promoted else "")
         )
     )
-    with scenario_environment(data_dir):
+    # dbt's log goes to stdout (dagster-dbt echoes it): with --json, stdout is the timeline only.
+    with (
+        scenario_environment(data_dir),
+        contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout),
+    ):
         rows = run_drift_scenario(config, data_dir, on_day=progress)
-    paths = write_outputs(rows, config, out.resolve())
+        versions = model_versions(Settings.from_env())
+    command = (
+        f"fti scenario drift --seed {seed} --cards {cards} --days {days} --drift-from "
+        f"{drift_from} --drift-kind {drift_kind} --initial-days {initial_days}"
+    )
+    paths = write_outputs(rows, config, out.resolve(), versions, command)
     records = [dataclasses.asdict(r) for r in rows]
     if as_json:
         typer.echo(json.dumps(records, indent=2, default=str))
@@ -667,7 +684,7 @@ def scenario_drift(
     for record in records:
         record["drifted_columns"] = len(record["drifted_columns"])
     _print_table(records, "Drift scenario")
-    console.print(f"timeline: {paths['png']}  json: {paths['json']}")
+    console.print(f"timeline: {paths['png']}  json: {paths['json']}  summary: {paths['md']}")
 
 
 reports_app = typer.Typer(help="Monitoring and evaluation reports (HTML, PNG).")
