@@ -20,6 +20,7 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from fti_assets.lib.offline_store import connection
@@ -97,6 +98,10 @@ def test_overlapping_runs_and_a_reader(instance: str, data_layer: Path, tmp_path
     if instance == "project dagster.yaml":
         shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
+    # The instance's storage exists before the two processes start, as it does for any instance
+    # that has run once: two processes creating a new SQLite storage at the same moment race on
+    # its alembic version table ("more than one head") — Dagster's, not the lake's.
+    dg.DagsterInstance.from_config(str(home)).dispose()
     lake = Settings.from_env().lake
     assert _run(TINY_START, DAYS[-1], selection=FEATURE_PIPELINES).success  # the serial run
     serial = _tables(lake)
