@@ -32,9 +32,9 @@ import orjson
 import polars as pl
 
 from benchmarks.common import Section, cli_main, percentiles
-from fti_assets.lib.feature_groups import FeatureGroupSpec, FeatureSpec
-from fti_assets.lib.online_store import OnlineRow, OnlineStore
-from fti_assets.lib.online_store.codec import GroupSchema, make_decoder, schema_for, unflagger
+from fti_assets.lib.store.group_spec import FeatureGroupSpec, FeatureSpec
+from fti_assets.lib.store.online import OnlineRow, OnlineStore
+from fti_assets.lib.store.online.codec import GroupSchema, make_decoder, schema_for, unflagger
 
 SCALES: dict[str, dict[str, int]] = {
     "quick": {"entities": 10_000, "big_write": 100_000, "gets": 2_000, "batches": 200},

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fti_assets.lib.settings import DEFAULT_DAYS, Settings, last_complete_day
+from fti_assets.lib.core.settings import DEFAULT_DAYS, Settings, last_complete_day
 
 if TYPE_CHECKING:
     import duckdb
@@ -119,7 +119,7 @@ app.add_typer(simulate_app, name="simulate")
 
 
 class DriftKind(StrEnum):
-    """What drifts from --drift-from on (lib/generator.py: DRIFT_KINDS)."""
+    """What drifts from --drift-from on (lib/synthetic/generator.py: DRIFT_KINDS)."""
 
     covariate = "covariate"
     concept = "concept"
@@ -161,8 +161,8 @@ def generate(
     """Write a deterministic synthetic world (cards, merchants, daily transactions and late
     fraud labels, plus the oracle of true fraud probabilities) into world/, and release its days
     into the landing zone (all of them unless --hold-back)."""
-    from fti_assets.lib.generator import GeneratorConfig
-    from fti_assets.lib.generator import generate as run_generator
+    from fti_assets.lib.synthetic.generator import GeneratorConfig
+    from fti_assets.lib.synthetic.generator import generate as run_generator
 
     first = date.fromisoformat(start) if start else last_complete_day() - timedelta(days=days - 1)
     try:
@@ -214,7 +214,12 @@ def simulate_advance(
     """Release the world's next day(s) into the landing zone: each day's transactions and the
     fraud labels reported that day (late labels of earlier days). Exit code 1 when the world is
     exhausted."""
-    from fti_assets.lib.world import NoWorldError, WorldExhaustedError, advance, world_status
+    from fti_assets.lib.synthetic.world import (
+        NoWorldError,
+        WorldExhaustedError,
+        advance,
+        world_status,
+    )
 
     world_dir, landing_dir = _world_dirs(data_dir)
     try:
@@ -243,7 +248,7 @@ def simulate_status(
     ] = None,
 ) -> None:
     """The world's days: how many are in the landing zone, which comes next."""
-    from fti_assets.lib.world import NoWorldError, world_status
+    from fti_assets.lib.synthetic.world import NoWorldError, world_status
 
     world_dir, landing_dir = _world_dirs(data_dir)
     try:
@@ -290,7 +295,7 @@ def features_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every feature group: key, version, online flag, source and features."""
-    from fti_assets.lib.feature_groups import FEATURE_GROUPS
+    from fti_assets.lib.features.groups import FEATURE_GROUPS
 
     rows = [
         {
@@ -352,7 +357,7 @@ def features_get(
     if snapshot is not None or snapshot_time is not None or as_of is not None:
         _offline_get(group, keys, snapshot, snapshot_time, as_of)
         return
-    from fti_assets.lib.online_store import NotFound, OnlineStoreError, open_online_store
+    from fti_assets.lib.store.online import NotFound, OnlineStoreError, open_online_store
 
     try:
         store = open_online_store(Settings.from_env().online_url, readonly=True)
@@ -383,7 +388,7 @@ def features_get(
 
 
 def _group_spec(group: str):
-    from fti_assets.lib.feature_groups import FEATURE_GROUPS
+    from fti_assets.lib.features.groups import FEATURE_GROUPS
 
     spec = FEATURE_GROUPS.get(group)
     if spec is None:
@@ -398,8 +403,8 @@ def _offline_get(
     snapshot_time: str | None,
     as_of: str | None,
 ) -> None:
-    from fti_assets.lib.feature_pipelines import read_group
-    from fti_assets.lib.offline_store import OfflineStoreMissingError
+    from fti_assets.lib.features.pipelines import read_group
+    from fti_assets.lib.store.offline import OfflineStoreMissingError
 
     spec = _group_spec(group)
     wanted = dict(_parse_key(k) for k in keys)
@@ -438,8 +443,8 @@ def features_history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every row the offline store holds for one entity, oldest first (exit 1 when none)."""
-    from fti_assets.lib.feature_pipelines import entity_history, key_frame
-    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
+    from fti_assets.lib.features.pipelines import entity_history, key_frame
+    from fti_assets.lib.store.offline import OfflineStoreMissingError, connection
 
     spec = _group_spec(group)
     try:
@@ -478,7 +483,7 @@ def sql(
     """
     import duckdb
 
-    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection, seal
+    from fti_assets.lib.store.offline import OfflineStoreMissingError, connection, seal
 
     lake = Settings.from_env().lake
     try:
@@ -510,7 +515,7 @@ def datasets_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every version of the training datasets with rows, split, feature view and content hash."""
-    from fti_assets.lib.datasets import list_datasets
+    from fti_assets.lib.training.datasets import list_datasets
     from fti_assets.specs.models import MODELS
 
     names = [spec.dataset_name for spec in MODELS.values()] if name is None else [name]
@@ -547,7 +552,7 @@ def feature_views_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every feature view version: declared in the code, locked, and used by registered models."""
-    from fti_assets.lib.feature_views import check_lock
+    from fti_assets.lib.features.views import check_lock
     from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
 
     unlocked = {v.key for v in check_lock(FEATURE_VIEWS.values(), LOCK_PATH)}
@@ -599,7 +604,7 @@ def feature_views_show(
 def feature_views_lock() -> None:
     """Record the fingerprints of new view versions in the lock file (a changed selection under
     a locked version is refused: declare a new version instead)."""
-    from fti_assets.lib.feature_views import write_lock
+    from fti_assets.lib.features.views import write_lock
     from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
 
     added = write_lock(list(FEATURE_VIEWS.values()), LOCK_PATH)
@@ -733,7 +738,7 @@ def serve(
 
 def _offline_connection() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     """The offline store, read-only: the one place the CLI opens it for the stream."""
-    from fti_assets.lib.offline_store import connection
+    from fti_assets.lib.store.offline import connection
 
     return connection(Settings.from_env().lake, read_only=True)
 
@@ -772,8 +777,8 @@ def stream(
     import signal
     from datetime import timedelta
 
-    from fti_assets.lib.online_store import open_online_store
-    from fti_assets.lib.store_urls import display_url
+    from fti_assets.lib.core.store_urls import display_url
+    from fti_assets.lib.store.online import open_online_store
     from fti_assets.lib.streaming.bootstrap import bootstrap_transactions
     from fti_assets.lib.streaming.event_log import open_event_log
     from fti_assets.lib.streaming.processor import StreamConfig, StreamProcessor
@@ -785,7 +790,7 @@ def stream(
     )
     history = []
     if bootstrap:
-        from fti_assets.lib.offline_store import OfflineStoreMissingError
+        from fti_assets.lib.store.offline import OfflineStoreMissingError
 
         try:
             with _offline_connection() as con:
@@ -843,7 +848,7 @@ class _StreamProgress:
 
 
 def _registry():
-    from fti_assets.lib.registry import ModelRegistry
+    from fti_assets.lib.registry.model_registry import ModelRegistry
 
     settings = Settings.from_env()
     return ModelRegistry(settings.registry_path, settings.layout.models_dir)
@@ -918,7 +923,7 @@ def models_rollback(
 def models_reproduce(name: str, version: VersionArg) -> None:
     """Rebuild the version's dataset, retrain with its params, compare the hashes
     (exit code 1 if the model sha256 differs)."""
-    from fti_assets.lib.reproduce import reproduce
+    from fti_assets.lib.training.reproduce import reproduce
     from fti_assets.specs.feature_views import view_of_model
     from fti_assets.specs.models import model_spec
 

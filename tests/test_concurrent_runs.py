@@ -23,8 +23,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fti_assets.lib.offline_store import connection
-from fti_assets.lib.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.store.offline import connection
 from tests.conftest import TINY_START
 from tests.test_pipeline import FEATURE_PIPELINES, _run, _tables
 
@@ -47,8 +47,8 @@ _READER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
-    from fti_assets.lib.settings import LakeConfig
+    from fti_assets.lib.store.offline import OfflineStoreMissingError, connection
+    from fti_assets.lib.core.settings import LakeConfig
 
     lake, stop = LakeConfig(sys.argv[1], sys.argv[2]), Path(sys.argv[3])
     reads = 0

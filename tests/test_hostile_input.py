@@ -25,8 +25,10 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
 from fti_assets.cli import app as cli
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import (
+from fti_assets.lib.core.settings import Settings
+from fti_assets.lib.features.groups import FEATURE_GROUPS
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.store.offline import (
     Replacement,
     connection,
     current_snapshot,
@@ -34,8 +36,6 @@ from fti_assets.lib.offline_store import (
     quote_ident,
     replace_partitions,
 )
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import Settings
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.service.app import create_app
 from tests.unit.test_serving import group_tables, register, train_small_model, write_online_store

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fti_assets.cli import app
-from fti_assets.lib.settings import PROJECT_ROOT
+from fti_assets.lib.core.settings import PROJECT_ROOT
 from fti_assets.service import server
 
 LOOPBACK = "127.0.0.1"
@@ -104,7 +104,8 @@ def _unpickling_uses(path: Path) -> list[str]:
 
 
 def test_no_code_unpickles() -> None:
-    """Model artifacts are LightGBM text + JSON (lib/predictor.py); nothing may unpickle."""
+    """Model artifacts are LightGBM text + JSON (lib/registry/predictor.py): nothing may
+    unpickle."""
     files = sorted((PROJECT_ROOT / "fti_assets").rglob("*.py"))
     assert len(files) > 20
     uses = [use for path in files for use in _unpickling_uses(path)]

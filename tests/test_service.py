@@ -26,15 +26,15 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from fti_assets.lib.domain import MAX_AMOUNT
-from fti_assets.lib.feature_groups import CARD_PROFILE_FEATURES
-from fti_assets.lib.inference_log import read_inference_logs
-from fti_assets.lib.on_demand import ON_DEMAND_NAMES, compute_on_demand
-from fti_assets.lib.online_store import OnlineStore
-from fti_assets.lib.predictor import Predictor
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import PROJECT_ROOT, Settings
-from fti_assets.lib.training import TrainParams, TrainResult, train_model
+from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.features.groups import CARD_PROFILE_FEATURES
+from fti_assets.lib.features.on_demand import ON_DEMAND_NAMES, compute_on_demand
+from fti_assets.lib.inference.log import read_inference_logs
+from fti_assets.lib.ingest.domain import MAX_AMOUNT
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.registry.predictor import Predictor
+from fti_assets.lib.store.online import OnlineStore
+from fti_assets.lib.training.train import TrainParams, TrainResult, train_model
 from fti_assets.service.app import create_app
 from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
 from tests.unit.test_serving import (

@@ -37,7 +37,7 @@ import dagster as dg
 import pytest
 
 from fti_assets.definitions import defs
-from fti_assets.lib.settings import PROJECT_ROOT
+from fti_assets.lib.core.settings import PROJECT_ROOT
 from tests.conftest import TINY_DAYS, TINY_START
 from tests.processes import fti_env
 from tests.test_pipeline import FEATURE_PIPELINES, TRAINING_CONFIG, _run

@@ -41,7 +41,7 @@ response is sent, so the streaming pipeline (``fti stream``) can apply it to the
 features before the card's next transaction; if the append fails the answer is a 503, never a
 200 for a transaction the log lacks. The features are read before the append: a pipeline fast
 enough to apply the transaction first must not turn its own card row into a "stale" one. Every
-prediction is also queued to the :class:`~fti_assets.lib.inference_log.InferenceLogger` (no I/O
+prediction is also queued to the :class:`~fti_assets.lib.inference.log.InferenceLogger` (no I/O
 on the request path) and flushed on shutdown. Handlers are ``async`` and do their few hundred
 microseconds of CPU work on the event loop (online lookups, on-demand features, one LightGBM
 row): a thread-pool hop would cost more than it saves. Valid prediction requests skip
@@ -79,20 +79,20 @@ from pydantic import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fti_assets.lib.domain import CATEGORIES, CHANNELS, MAX_AMOUNT
-from fti_assets.lib.feature_views import ResolvedView
-from fti_assets.lib.inference_log import InferenceLogger
-from fti_assets.lib.online_store import OnlineStoreBackend, OnlineStoreError, open_online_store
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.serving import (
+from fti_assets.lib.core.settings import Settings
+from fti_assets.lib.core.store_urls import display_url
+from fti_assets.lib.features.views import ResolvedView
+from fti_assets.lib.inference.log import InferenceLogger
+from fti_assets.lib.inference.serving import (
     AssembledFeatures,
     ChampionModel,
     FeatureAssembler,
     LoadedModel,
     ModelUnavailableError,
 )
-from fti_assets.lib.settings import Settings
-from fti_assets.lib.store_urls import display_url
+from fti_assets.lib.ingest.domain import CATEGORIES, CHANNELS, MAX_AMOUNT
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.store.online import OnlineStoreBackend, OnlineStoreError, open_online_store
 from fti_assets.lib.streaming.event_log import EventLog, EventLogError, open_event_log
 from fti_assets.lib.streaming.events import encode_transaction
 from fti_assets.specs.feature_views import view_of_model

@@ -11,7 +11,7 @@ from importlib.metadata import packages_distributions
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from fti_assets.lib.settings import PROJECT_ROOT
+from fti_assets.lib.core.settings import PROJECT_ROOT
 
 # The project's Python code (dbt macros and SQL do not import Python packages).
 SCANNED = ("fti_assets", "tests", "benchmarks", "scripts")
