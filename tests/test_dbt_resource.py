@@ -125,3 +125,27 @@ def test_the_dbt_step_leaves_this_process_environment_alone(data_layer: Path) ->
     written = [e for e in result.get_asset_materialization_events()
                if e.asset_key.to_user_string() == "card_daily_features"]  # fmt: skip
     assert written  # dbt found the lake and the day through fti-dbt
+
+
+def test_a_folder_another_step_removes_meanwhile_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps of concurrent runs prune the same target folder: one that vanishes between the
+    listing and its stat is someone else's removal, not an error."""
+    target = tmp_path / "target"
+    old = time.time() - 2 * 86400
+    for i in range(3):
+        folder = target / f"dbt_daily_models-{i:07x}-abcdef{i}"
+        folder.mkdir(parents=True)
+        os.utime(folder, (old - i, old - i))
+    gone = target / "dbt_daily_models-0000001-abcdef1"
+    real_stat = Path.stat
+
+    def stat(self: Path, *args: object, **kwargs: object) -> os.stat_result:
+        if self == gone:
+            raise FileNotFoundError(2, "removed by another step", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    removed = transform._prune_run_folders(target, keep=1, min_age_s=3600)
+    assert [p.name for p in removed] == ["dbt_daily_models-0000002-abcdef2"]

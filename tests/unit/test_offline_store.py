@@ -243,3 +243,9 @@ def test_a_bad_catalog_is_named(catalog: str) -> None:
 def test_a_postgres_password_is_masked_when_described() -> None:
     lake = LakeConfig("postgres:dbname=lake host=127.0.0.1 password=hunter2", "/srv/lake/")
     assert "hunter2" not in lake.describe() and "password=***" in lake.describe()
+
+
+def test_connections_draw_no_progress_bar(lake: LakeConfig) -> None:
+    """A long query must not write DuckDB's progress bar into a CLI's or a subprocess's stdout."""
+    with connection(lake) as con:
+        assert con.execute("select current_setting('enable_progress_bar')").fetchone() == (False,)

@@ -196,12 +196,21 @@ def _prune_run_folders(
     """Delete all but the newest ``keep`` dbt run folders (about 2 MB each: manifest, compiled
     SQL, dbt.log), so a daily schedule does not fill the disk. Folders younger than
     ``min_age_s`` are never touched: another process may still be running dbt in them."""
-    folders = [p for p in project_target.iterdir() if p.is_dir() and _RUN_FOLDER.match(p.name)]
-    folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    # Steps of other runs prune the same folder at the same time: a folder may vanish between
+    # the listing and its stat, which only means someone else removed it.
+    modified: dict[Path, float] = {}
+    for p in project_target.iterdir():
+        if _RUN_FOLDER.match(p.name):
+            try:
+                if p.is_dir():
+                    modified[p] = p.stat().st_mtime
+            except FileNotFoundError:
+                continue
+    folders = sorted(modified, key=modified.__getitem__, reverse=True)
     now = time.time()
     removed = []
     for folder in folders[keep:]:
-        if now - folder.stat().st_mtime >= min_age_s:
+        if now - modified[folder] >= min_age_s:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed

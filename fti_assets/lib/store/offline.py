@@ -161,6 +161,9 @@ def connect(
             "allow_unsigned_extensions": True,
         }
     )
+    # A query longer than 2 s would draw DuckDB's progress bar on stdout, into the output of
+    # `fti sql --json` or of whatever process embeds this connection (a session setting).
+    con.execute("SET enable_progress_bar = false")
     try:
         con.execute(f"LOAD ducklake; LOAD {'sqlite' if lake.kind == 'sqlite' else 'postgres'}")
         # Timestamps come back in the session time zone: make it UTC whatever the machine's is.
