@@ -40,8 +40,10 @@ from typing import Any
 
 from benchmarks.common import Section, cli_main, machine_load, percentiles
 from benchmarks.world import ROOT, World, ensure_trained, prepared
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import (
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.features.groups import FEATURE_GROUPS
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.store.offline import (
     Replacement,
     connect,
     connection,
@@ -49,8 +51,6 @@ from fti_assets.lib.offline_store import (
     read_frame,
     replace_partitions,
 )
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import LakeConfig
 
 BIN = Path(sys.executable).parent
 SCRATCH = "bench_backfill_transactions"

@@ -43,9 +43,9 @@ import polars as pl
 from benchmarks.bench_pit import RAW_DUCKDB_SQL
 from benchmarks.common import Section, cli_main, in_fresh_process, machine_load, mib
 from benchmarks.world import PitFiles, World, pit_files, prepared, timed
-from fti_assets.lib.feature_views import col
-from fti_assets.lib.offline_store import connect, connection, current_snapshot, quote_ident
-from fti_assets.lib.settings import LakeConfig
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.features.views import col
+from fti_assets.lib.store.offline import connect, connection, current_snapshot, quote_ident
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -108,7 +108,7 @@ def asof_join(kind: str, target: str, data_path: str, result_path: str) -> None:
 
 def build_dataset(kind: str, target: str, data_path: str, result_path: str) -> None:
     """``build_training_frame`` as the fraud model's dataset asset calls it."""
-    from fti_assets.lib.datasets import DatasetConfig, build_training_frame
+    from fti_assets.lib.training.datasets import DatasetConfig, build_training_frame
     from fti_assets.specs.feature_views import resolved
     from fti_assets.specs.models import FRAUD_MODEL
 
@@ -160,10 +160,10 @@ _HISTORY_SQL = (
 def refresh_day(kind: str, target: str, data_path: str, day: str, result_path: str) -> None:
     """The Polars card windows of one day, written to the store in one transaction: through
     the library on the lake; the same read, compute and delete + insert on the file."""
-    from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES
-    from fti_assets.lib.feature_pipelines import refresh_card_transaction_features
-    from fti_assets.lib.offline_store import read_frame
-    from fti_assets.lib.windows import LOOKBACK, build_card_transaction_features
+    from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
+    from fti_assets.lib.features.pipelines import refresh_card_transaction_features
+    from fti_assets.lib.features.windows import LOOKBACK, build_card_transaction_features
+    from fti_assets.lib.store.offline import read_frame
 
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     end = start + timedelta(days=1)

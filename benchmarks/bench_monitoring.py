@@ -40,9 +40,9 @@ from benchmarks.world import (
     materialize,
     prepared,
 )
-from fti_assets.lib.feature_views import ResolvedView, col
-from fti_assets.lib.offline_store import connect, quote_ident
-from fti_assets.lib.settings import LakeConfig
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.features.views import ResolvedView, col
+from fti_assets.lib.store.offline import connect, quote_ident
 
 DAY_INGEST = ("raw_transactions", "raw_fraud_labels")
 

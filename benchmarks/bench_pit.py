@@ -109,7 +109,7 @@ def _record(result_path: str, t0: float, c0: float, rows: int, f0: pl.Series) ->
 
 
 def run_pit_join(features_path: str, labels_path: str, result_path: str, engine: str) -> None:
-    from fti_assets.lib.pit import pit_join
+    from fti_assets.lib.features.pit import pit_join
 
     features, labels = pl.read_parquet(features_path), pl.read_parquet(labels_path)
     t0, c0 = time.perf_counter(), time.process_time()

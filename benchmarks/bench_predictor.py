@@ -21,8 +21,8 @@ import numpy as np
 import polars as pl
 
 from benchmarks.common import Section, best_of, cli_main, percentiles
-from fti_assets.lib.predictor import Predictor
-from fti_assets.lib.training import TrainParams, train_model
+from fti_assets.lib.registry.predictor import Predictor
+from fti_assets.lib.training.train import TrainParams, train_model
 
 SCALES = {
     "quick": {"train_rows": 5_000, "calls": 300, "batch_rows": 20_000, "trees": 50},

@@ -47,13 +47,13 @@ import orjson
 import psutil
 
 from benchmarks.common import Section, cli_main, percentiles
-from fti_assets.lib.domain import CATEGORIES, CHANNELS
-from fti_assets.lib.inference_log import read_inference_logs
-from fti_assets.lib.on_demand import FEATURE_INPUTS, REQUEST_COLUMNS, compute_on_demand_row
-from fti_assets.lib.online_store import OnlineStore
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.serving import ChampionModel, FeatureAssembler, online_groups
-from fti_assets.lib.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.features.on_demand import FEATURE_INPUTS, REQUEST_COLUMNS, compute_on_demand_row
+from fti_assets.lib.inference.log import read_inference_logs
+from fti_assets.lib.inference.serving import ChampionModel, FeatureAssembler, online_groups
+from fti_assets.lib.ingest.domain import CATEGORIES, CHANNELS
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.store.online import OnlineStore
 from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
 from fti_assets.specs.labels import FRAUD_LABEL
 from tests.unit.test_serving import random_group_frame, register, train_small_model

@@ -49,18 +49,18 @@ from benchmarks.bench_service import (
     request_bodies,
 )
 from benchmarks.common import Section, cli_main, percentiles
-from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES
-from fti_assets.lib.generator import GeneratorConfig, generate
+from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.core.store_urls import REDIS, SQLITE, sqlite_url
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
+from fti_assets.lib.features.windows import build_card_transaction_features
+from fti_assets.lib.inference.serving import online_groups
 from fti_assets.lib.monitoring.skew import compare_vectors
-from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
-from fti_assets.lib.serving import online_groups
-from fti_assets.lib.settings import PROJECT_ROOT, Settings
-from fti_assets.lib.store_urls import REDIS, SQLITE, sqlite_url
+from fti_assets.lib.store.online import OnlineStoreBackend, open_online_store
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction, encode_transaction, to_us
 from fti_assets.lib.streaming.processor import BatchReport, StreamConfig, StreamProcessor
 from fti_assets.lib.streaming.state import CardStates
-from fti_assets.lib.windows import build_card_transaction_features
+from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
 from tests.redis_server import RedisServer, redis_server_binary
 
 SCALES: dict[str, dict[str, Any]] = {

@@ -37,8 +37,7 @@ import pandas as pd
 import polars as pl
 
 from benchmarks.common import Section, cli_main, in_fresh_process, mib
-from fti_assets.lib.domain import CATEGORIES, CHANNELS
-from fti_assets.lib.windows import (
+from fti_assets.lib.features.windows import (
     CARD_ID,
     CARD_LAST_VALUE_FEATURES,
     CARD_WINDOW_FEATURES,
@@ -51,6 +50,7 @@ from fti_assets.lib.windows import (
     build_card_transaction_features,
     window_columns,
 )
+from fti_assets.lib.ingest.domain import CATEGORIES, CHANNELS
 
 N_CARDS = 100_000
 DAYS = 90

@@ -27,8 +27,8 @@ from functools import cache
 from pathlib import Path
 
 from benchmarks.bench_pit import write_features, write_labels
-from fti_assets.lib.offline_store import lake_environment
-from fti_assets.lib.settings import LakeConfig, Settings
+from fti_assets.lib.core.settings import LakeConfig, Settings
+from fti_assets.lib.store.offline import lake_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -18,8 +19,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from fti_assets.lib.settings import DEFAULT_DAYS, Settings, last_complete_day
+from fti_assets.lib.core.settings import DEFAULT_DAYS, Settings, last_complete_day
 
 if TYPE_CHECKING:
     import duckdb
@@ -33,15 +35,40 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
+_MAX_SHOWN_CHARS = 1000
+
+
+def _shown(value: object) -> str:
+    """``value`` as text safe for a terminal: control characters escaped (an ESC could restyle
+    or rewrite the user's terminal), and at most ~1,000 characters (a 1 MB key is cut)."""
+    text = "".join(
+        ch if ch.isprintable() or ch == "\n" else ch.encode("unicode_escape").decode()
+        for ch in str(value)
+    )
+    if len(text) > _MAX_SHOWN_CHARS:
+        half = _MAX_SHOWN_CHARS // 2
+        text = f"{text[:half]}…({len(text) - 2 * half:,} characters cut)…{text[-half:]}"
+    return text
+
+
+def _failure(message: object, code: int = 2) -> typer.Exit:
+    """Print ``message`` in red, verbatim (user input in it is never read as rich markup), and
+    return the exit to raise: ``raise _failure(exc) from exc``."""
+    if isinstance(message, KeyError) and message.args:
+        message = message.args[0]  # str() of a KeyError is the repr of its message
+    console.print(Text(_shown(message), style="red"))
+    return typer.Exit(code)
+
+
 def _print_table(rows: list[dict], title: str | None = None) -> None:
     if not rows:
         console.print("(none)")
         return
     table = Table(title=title)
     for col in rows[0]:
-        table.add_column(str(col))
+        table.add_column(Text(_shown(col)))
     for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
+        table.add_row(*(Text(_shown(v)) for v in row.values()))
     console.print(table)
 
 
@@ -50,6 +77,33 @@ def _emit(rows: list[dict], as_json: bool, title: str | None = None) -> None:
         typer.echo(json.dumps(rows, indent=2, default=str))
     else:
         _print_table(rows, title)
+
+
+# Version and snapshot numbers are SQLite / DuckDB integers: a larger one is refused up front,
+# naming the value, instead of overflowing inside the store.
+MAX_INT64 = 2**63 - 1
+
+
+def _int64_from(low: int) -> Callable[[int | None], int | None]:
+    def check(value: int | None) -> int | None:
+        if value is not None and not low <= value <= MAX_INT64:
+            raise typer.BadParameter(f"{value} is out of range; expected {low} to {MAX_INT64}")
+        return value
+
+    return check
+
+
+VersionArg = Annotated[int, typer.Argument(callback=_int64_from(1), help="Version number.")]
+
+
+@contextmanager
+def _refused_as_errors(code: int = 1) -> Iterator[None]:
+    """Turn a lookup or validation error of the registry or the stores (an unknown model, a
+    name that is not valid) into a red message and exit ``code``, without a traceback."""
+    try:
+        yield
+    except (LookupError, ValueError) as exc:
+        raise _failure(exc, code) from exc
 
 
 features_app = typer.Typer(help="Feature groups: list them, read the online store.")
@@ -65,7 +119,7 @@ app.add_typer(simulate_app, name="simulate")
 
 
 class DriftKind(StrEnum):
-    """What drifts from --drift-from on (lib/generator.py: DRIFT_KINDS)."""
+    """What drifts from --drift-from on (lib/synthetic/generator.py: DRIFT_KINDS)."""
 
     covariate = "covariate"
     concept = "concept"
@@ -107,8 +161,8 @@ def generate(
     """Write a deterministic synthetic world (cards, merchants, daily transactions and late
     fraud labels, plus the oracle of true fraud probabilities) into world/, and release its days
     into the landing zone (all of them unless --hold-back)."""
-    from fti_assets.lib.generator import GeneratorConfig
-    from fti_assets.lib.generator import generate as run_generator
+    from fti_assets.lib.synthetic.generator import GeneratorConfig
+    from fti_assets.lib.synthetic.generator import generate as run_generator
 
     first = date.fromisoformat(start) if start else last_complete_day() - timedelta(days=days - 1)
     try:
@@ -160,14 +214,18 @@ def simulate_advance(
     """Release the world's next day(s) into the landing zone: each day's transactions and the
     fraud labels reported that day (late labels of earlier days). Exit code 1 when the world is
     exhausted."""
-    from fti_assets.lib.world import NoWorldError, WorldExhaustedError, advance, world_status
+    from fti_assets.lib.synthetic.world import (
+        NoWorldError,
+        WorldExhaustedError,
+        advance,
+        world_status,
+    )
 
     world_dir, landing_dir = _world_dirs(data_dir)
     try:
         released = advance(world_dir, landing_dir, days)
     except NoWorldError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise _failure(exc, 2) from exc
     except WorldExhaustedError as exc:
         console.print(f"[yellow]{exc}[/yellow]")
         raise typer.Exit(1) from exc
@@ -190,14 +248,13 @@ def simulate_status(
     ] = None,
 ) -> None:
     """The world's days: how many are in the landing zone, which comes next."""
-    from fti_assets.lib.world import NoWorldError, world_status
+    from fti_assets.lib.synthetic.world import NoWorldError, world_status
 
     world_dir, landing_dir = _world_dirs(data_dir)
     try:
         status = world_status(world_dir, landing_dir)
     except NoWorldError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise _failure(exc, 2) from exc
     payload = status.as_dict()
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
@@ -238,7 +295,7 @@ def features_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every feature group: key, version, online flag, source and features."""
-    from fti_assets.lib.feature_groups import FEATURE_GROUPS
+    from fti_assets.lib.features.groups import FEATURE_GROUPS
 
     rows = [
         {
@@ -280,7 +337,10 @@ def features_get(
     keys: Annotated[list[str], typer.Argument(help="Entity key(s) as KEY=VALUE.")],
     snapshot: Annotated[
         int | None,
-        typer.Option(help="Read the offline store as it was at this lake snapshot id."),
+        typer.Option(
+            callback=_int64_from(0),
+            help="Read the offline store as it was at this lake snapshot id.",
+        ),
     ] = None,
     snapshot_time: Annotated[
         str | None,
@@ -297,19 +357,17 @@ def features_get(
     if snapshot is not None or snapshot_time is not None or as_of is not None:
         _offline_get(group, keys, snapshot, snapshot_time, as_of)
         return
-    from fti_assets.lib.online_store import NotFound, OnlineStoreError, open_online_store
+    from fti_assets.lib.store.online import NotFound, OnlineStoreError, open_online_store
 
     try:
         store = open_online_store(Settings.from_env().online_url, readonly=True)
     except OnlineStoreError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise _failure(exc, 2) from exc
     with store:
         try:
             result = store.get(group, dict(_parse_key(k) for k in keys))
-        except (KeyError, TypeError, OnlineStoreError) as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from exc
+        except (KeyError, TypeError, ValueError, OnlineStoreError) as exc:
+            raise _failure(exc, 2) from exc
     if isinstance(result, NotFound):
         typer.echo(json.dumps({"group": group, "keys": result.keys, "found": False}))
         raise typer.Exit(1)
@@ -330,14 +388,11 @@ def features_get(
 
 
 def _group_spec(group: str):
-    from fti_assets.lib.feature_groups import FEATURE_GROUPS
+    from fti_assets.lib.features.groups import FEATURE_GROUPS
 
     spec = FEATURE_GROUPS.get(group)
     if spec is None:
-        console.print(
-            f"[red]unknown feature group {group!r}; expected one of {sorted(FEATURE_GROUPS)}[/red]"
-        )
-        raise typer.Exit(2)
+        raise _failure(f"unknown feature group {group!r}; expected one of {sorted(FEATURE_GROUPS)}")
     return spec
 
 
@@ -348,20 +403,20 @@ def _offline_get(
     snapshot_time: str | None,
     as_of: str | None,
 ) -> None:
-    from fti_assets.lib.feature_pipelines import read_group
-    from fti_assets.lib.offline_store import OfflineStoreMissingError
+    from fti_assets.lib.features.pipelines import read_group
+    from fti_assets.lib.store.offline import OfflineStoreMissingError
 
     spec = _group_spec(group)
     wanted = dict(_parse_key(k) for k in keys)
-    at = _parse_time(snapshot_time) if snapshot_time else None
+    at = None if snapshot_time is None else _parse_time(snapshot_time)
     try:
         rows = read_group(
             Settings.from_env().lake, spec, wanted,
-            as_of=_parse_time(as_of) if as_of else None, snapshot=snapshot, snapshot_time=at,
+            as_of=None if as_of is None else _parse_time(as_of), snapshot=snapshot,
+            snapshot_time=at,
         )  # fmt: skip
     except (LookupError, OfflineStoreMissingError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise _failure(exc, 2) from exc
     found = rows.height > 0
     payload = {
         "group": group,
@@ -388,8 +443,8 @@ def features_history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every row the offline store holds for one entity, oldest first (exit 1 when none)."""
-    from fti_assets.lib.feature_pipelines import entity_history, key_frame
-    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
+    from fti_assets.lib.features.pipelines import entity_history, key_frame
+    from fti_assets.lib.store.offline import OfflineStoreMissingError, connection
 
     spec = _group_spec(group)
     try:
@@ -397,8 +452,7 @@ def features_history(
         with connection(Settings.from_env().lake, read_only=True) as con:
             rows = entity_history(con, spec, wanted)
     except (LookupError, OfflineStoreMissingError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise _failure(exc, 2) from exc
     _emit(rows.to_dicts(), as_json, f"{group}: {rows.height} rows")
     if rows.is_empty():
         raise typer.Exit(1)
@@ -429,10 +483,12 @@ def sql(
     """
     import duckdb
 
-    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
+    from fti_assets.lib.store.offline import OfflineStoreMissingError, connection, seal
 
+    lake = Settings.from_env().lake
     try:
-        with connection(Settings.from_env().lake, read_only=True) as con:
+        with connection(lake, read_only=True) as con:
+            seal(con, lake)
             relation = con.sql(query)
             if relation is None:
                 typer.echo("ok")
@@ -440,8 +496,7 @@ def sql(
             columns = relation.columns
             rows = relation.fetchall() if max_rows == 0 else relation.fetchmany(max_rows + 1)
     except (duckdb.Error, OfflineStoreMissingError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise _failure(exc, 2) from exc
     truncated = max_rows != 0 and len(rows) > max_rows
     records = [dict(zip(columns, row, strict=True)) for row in rows[: max_rows or None]]
     if as_json:
@@ -460,13 +515,15 @@ def datasets_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every version of the training datasets with rows, split, feature view and content hash."""
-    from fti_assets.lib.datasets import list_datasets
+    from fti_assets.lib.training.datasets import list_datasets
     from fti_assets.specs.models import MODELS
 
-    names = [name] if name else [spec.dataset_name for spec in MODELS.values()]
+    names = [spec.dataset_name for spec in MODELS.values()] if name is None else [name]
     rows = []
     for dataset in names:
-        for version in list_datasets(Settings.from_env().layout.datasets_dir, dataset):
+        with _refused_as_errors(2):
+            versions = list_datasets(Settings.from_env().layout.datasets_dir, dataset)
+        for version in versions:
             m = version.manifest
             view = m.get("feature_view") or {}
             rows.append(
@@ -495,7 +552,7 @@ def feature_views_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every feature view version: declared in the code, locked, and used by registered models."""
-    from fti_assets.lib.feature_views import check_lock
+    from fti_assets.lib.features.views import check_lock
     from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
 
     unlocked = {v.key for v in check_lock(FEATURE_VIEWS.values(), LOCK_PATH)}
@@ -521,27 +578,25 @@ def feature_views_list(
 
 @views_app.command("show")
 def feature_views_show(
-    name: str, version: Annotated[int | None, typer.Argument(help="Default: newest.")] = None
+    name: str,
+    version: Annotated[
+        int | None, typer.Argument(callback=_int64_from(1), help="Default: newest.")
+    ] = None,
 ) -> None:
     """A view version's full definition (JSON): groups, columns, TTLs, on-demand features,
     request features, transforms; from the code, else from the registry's copy."""
-    from fti_assets.lib.registry import ModelNotFoundError
     from fti_assets.specs.feature_views import FEATURE_VIEWS
 
     versions = sorted(v.version for v in FEATURE_VIEWS.values() if v.name == name)
     version = version or (versions[-1] if versions else None)
     if version is None:
-        console.print(f"[red]no feature view named {name!r} in the code; give a version[/red]")
-        raise typer.Exit(2)
+        raise _failure(f"no feature view named {name!r} in the code; give a version")
     view = FEATURE_VIEWS.get(f"{name}@v{version}")
     if view is not None:
         payload = {**view.to_dict(), "fingerprint": view.fingerprint(), "source": "code"}
     else:
-        try:
+        with _refused_as_errors():
             payload = {**_registry().feature_view(name, version), "source": "registry"}
-        except ModelNotFoundError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
     typer.echo(json.dumps(payload, indent=2, default=str))
 
 
@@ -549,7 +604,7 @@ def feature_views_show(
 def feature_views_lock() -> None:
     """Record the fingerprints of new view versions in the lock file (a changed selection under
     a locked version is refused: declare a new version instead)."""
-    from fti_assets.lib.feature_views import write_lock
+    from fti_assets.lib.features.views import write_lock
     from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
 
     added = write_lock(list(FEATURE_VIEWS.values()), LOCK_PATH)
@@ -687,7 +742,7 @@ def serve(
 
 def _offline_connection() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     """The offline store, read-only: the one place the CLI opens it for the stream."""
-    from fti_assets.lib.offline_store import connection
+    from fti_assets.lib.store.offline import connection
 
     return connection(Settings.from_env().lake, read_only=True)
 
@@ -726,8 +781,8 @@ def stream(
     import signal
     from datetime import timedelta
 
-    from fti_assets.lib.online_store import open_online_store
-    from fti_assets.lib.store_urls import display_url
+    from fti_assets.lib.core.store_urls import display_url
+    from fti_assets.lib.store.online import open_online_store
     from fti_assets.lib.streaming.bootstrap import bootstrap_transactions
     from fti_assets.lib.streaming.event_log import open_event_log
     from fti_assets.lib.streaming.processor import StreamConfig, StreamProcessor
@@ -739,14 +794,13 @@ def stream(
     )
     history = []
     if bootstrap:
-        from fti_assets.lib.offline_store import OfflineStoreMissingError
+        from fti_assets.lib.store.offline import OfflineStoreMissingError
 
         try:
             with _offline_connection() as con:
                 history = bootstrap_transactions(con)
         except (LookupError, OfflineStoreMissingError) as exc:
-            console.print(f"[red]cannot bootstrap the card windows: {exc}[/red]")
-            raise typer.Exit(2) from exc
+            raise _failure(f"cannot bootstrap the card windows: {exc}") from exc
     stop = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.append(True))
@@ -798,7 +852,7 @@ class _StreamProgress:
 
 
 def _registry():
-    from fti_assets.lib.registry import ModelRegistry
+    from fti_assets.lib.registry.model_registry import ModelRegistry
 
     settings = Settings.from_env()
     return ModelRegistry(settings.registry_path, settings.layout.models_dir)
@@ -823,33 +877,36 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every registered model version with its status and aliases."""
-    _emit([_version_row(v) for v in _registry().list(name)], as_json, "Registered models")
+    with _refused_as_errors():
+        rows = [_version_row(v) for v in _registry().list(name)]
+    _emit(rows, as_json, "Registered models")
 
 
 @models_app.command("show")
-def models_show(name: str, version: int) -> None:
+def models_show(name: str, version: VersionArg) -> None:
     """Everything the registry records about one version (JSON)."""
     import dataclasses
 
     registry = _registry()
-    model = registry.get(name, version)
+    with _refused_as_errors():
+        model = registry.get(name, version)
+        history = registry.alias_history(name)
     payload = dataclasses.asdict(model)
-    payload["alias_history"] = [
-        dataclasses.asdict(c) for c in registry.alias_history(name) if c.version == version
-    ]
+    payload["alias_history"] = [dataclasses.asdict(c) for c in history if c.version == version]
     typer.echo(json.dumps(payload, indent=2, default=str))
 
 
 @models_app.command("promote")
 def models_promote(
     name: str,
-    version: int,
+    version: VersionArg,
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
 ) -> None:
     """Point an alias (default champion) at a version; the service picks it up without restart."""
     registry = _registry()
-    before = registry.resolve(name, alias)
-    registry.promote(name, version, alias=alias, reason="fti models promote")
+    with _refused_as_errors():
+        before = registry.resolve(name, alias)
+        registry.promote(name, version, alias=alias, reason="fti models promote")
     console.print(f"{name}: {alias} v{before.version if before else '—'} → v{version}")
 
 
@@ -860,24 +917,27 @@ def models_rollback(
 ) -> None:
     """Move the alias back to its previous holder."""
     registry = _registry()
-    before = registry.resolve(name, alias)
-    restored = registry.rollback(name, alias=alias, reason="fti models rollback")
+    with _refused_as_errors():
+        before = registry.resolve(name, alias)
+        restored = registry.rollback(name, alias=alias, reason="fti models rollback")
     console.print(f"{name}: {alias} v{before.version if before else '—'} → v{restored.version}")
 
 
 @models_app.command("reproduce")
-def models_reproduce(name: str, version: int) -> None:
+def models_reproduce(name: str, version: VersionArg) -> None:
     """Rebuild the version's dataset, retrain with its params, compare the hashes
     (exit code 1 if the model sha256 differs)."""
-    from fti_assets.lib.reproduce import reproduce
+    from fti_assets.lib.training.reproduce import reproduce
     from fti_assets.specs.feature_views import view_of_model
     from fti_assets.specs.models import model_spec
 
     settings = Settings.from_env()
-    spec, registry = model_spec(name), _registry()
+    with _refused_as_errors(2):
+        spec, registry = model_spec(name), _registry()
+        view = view_of_model(registry, registry.get(name, version))
     report = reproduce(
         registry, settings.lake, settings.layout.datasets_dir, name=name, version=version,
-        dataset_name=spec.dataset_name, view=view_of_model(registry, registry.get(name, version)),
+        dataset_name=spec.dataset_name, view=view,
         label=spec.label,
     )  # fmt: skip
     console.print(

@@ -14,9 +14,9 @@ from dagster._core.storage.tags import (
 from rich.console import Console
 from rich.table import Table
 
-from fti_assets.lib.settings import Settings
-from fti_assets.lib.store_urls import display_url
-from fti_assets.lib.world import landed_days
+from fti_assets.lib.core.settings import Settings
+from fti_assets.lib.core.store_urls import display_url
+from fti_assets.lib.synthetic.world import landed_days
 from fti_assets.partitions import daily_partitions
 
 

@@ -3,7 +3,7 @@
 The days run from the world's first day up to the last complete UTC day, and grow by themselves
 as days pass: a day that lands tomorrow is a partition tomorrow, with no reload of the code.
 ``FTI_END_DATE`` caps them (tests and benchmarks pin a window); ``FTI_START_DATE`` moves the
-start (see :func:`fti_assets.lib.settings.partition_start`).
+start (see :func:`fti_assets.lib.core.settings.partition_start`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from fti_assets.lib.settings import partition_end_cap, partition_start
+from fti_assets.lib.core.settings import partition_end_cap, partition_start
 
 
 def daily_partitions_from(start: date, end: date | None) -> dg.DailyPartitionsDefinition:

@@ -10,11 +10,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from fti_assets.lib.offline_store import connection
-from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import DEFAULT_REPORTS_URL, DataLayout, LakeConfig, Settings
-from fti_assets.lib.store_urls import backend_of, display_url
+from fti_assets.lib.core.settings import DEFAULT_REPORTS_URL, DataLayout, LakeConfig, Settings
+from fti_assets.lib.core.store_urls import backend_of, display_url
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.store.offline import connection
+from fti_assets.lib.store.online import OnlineStoreBackend, open_online_store
 from fti_assets.lib.streaming.event_log import EventLog, open_event_log
 
 

@@ -34,10 +34,10 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from fti_assets.lib.generator import GeneratorConfig, generate
-from fti_assets.lib.offline_store import connection, read_frame, table_exists
-from fti_assets.lib.settings import Settings
-from fti_assets.lib.world import advance
+from fti_assets.lib.core.settings import Settings
+from fti_assets.lib.store.offline import connection, read_frame, table_exists
+from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
+from fti_assets.lib.synthetic.world import advance
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ def _day_row(settings: Settings, day: date, index: int, retrained: list) -> DayR
         ESTIMATE_TABLE,
         SKEW_TABLE,
     )
-    from fti_assets.lib.registry import ModelRegistry
+    from fti_assets.lib.registry.model_registry import ModelRegistry
 
     row = DayRow(day=day.isoformat(), day_index=index)
     with connection(settings.lake, read_only=True) as con:
@@ -310,7 +310,7 @@ def _day_row(settings: Settings, day: date, index: int, retrained: list) -> DayR
 
 
 def _champion(settings: Settings) -> int | None:
-    from fti_assets.lib.registry import CHAMPION, ModelRegistry
+    from fti_assets.lib.registry.model_registry import CHAMPION, ModelRegistry
 
     champion = ModelRegistry(settings.registry_path, settings.layout.models_dir).resolve(
         MODEL, CHAMPION
@@ -321,8 +321,8 @@ def _champion(settings: Settings) -> int | None:
 def model_versions(settings: Settings) -> list[dict[str, Any]]:
     """Every version of the followed model: status, validation PR-AUC, its examples' window
     and positives per split, its data cutoff, and whether the champion alias pointed at it."""
-    from fti_assets.lib.datasets import load_dataset
-    from fti_assets.lib.registry import CHAMPION, ModelRegistry
+    from fti_assets.lib.registry.model_registry import CHAMPION, ModelRegistry
+    from fti_assets.lib.training.datasets import load_dataset
     from fti_assets.specs.models import MODELS
 
     registry = ModelRegistry(settings.registry_path, settings.layout.models_dir)

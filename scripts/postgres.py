@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from fti_assets.lib.settings import PROJECT_ROOT
+from fti_assets.lib.core.settings import PROJECT_ROOT
 from fti_assets.lib.store.postgres_server import (
     LocalPostgres,
     PostgresNotFoundError,

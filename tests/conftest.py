@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fti_assets.lib.store_urls import REDIS, SQLITE, sqlite_url
+from fti_assets.lib.core.store_urls import REDIS, SQLITE, sqlite_url
 from tests.redis_server import SKIP_REASON, RedisServer, redis_server_binary
 
 # The daily partitions are fixed at import; pin them so every test process agrees, whatever
@@ -24,7 +24,7 @@ TINY_DAYS = 24
 @pytest.fixture(scope="session")
 def tiny_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated data folder (with one bad row of each kind per day), made once."""
-    from fti_assets.lib.generator import GeneratorConfig, generate
+    from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
 
     data_dir = tmp_path_factory.mktemp("tiny")
     generate(

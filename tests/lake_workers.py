@@ -11,13 +11,13 @@ from multiprocessing.synchronize import Event
 
 import polars as pl
 
-from fti_assets.lib.offline_store import (
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.store.offline import (
     Replacement,
     connect,
     replace_partitions,
     table_exists,
 )
-from fti_assets.lib.settings import LakeConfig
 
 TABLE = "events"
 ROWS_PER_BATCH = 50

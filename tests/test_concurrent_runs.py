@@ -20,10 +20,11 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from fti_assets.lib.offline_store import connection
-from fti_assets.lib.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.store.offline import connection
 from tests.conftest import TINY_START
 from tests.test_pipeline import FEATURE_PIPELINES, _run, _tables
 
@@ -46,8 +47,8 @@ _READER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from fti_assets.lib.offline_store import OfflineStoreMissingError, connection
-    from fti_assets.lib.settings import LakeConfig
+    from fti_assets.lib.store.offline import OfflineStoreMissingError, connection
+    from fti_assets.lib.core.settings import LakeConfig
 
     lake, stop = LakeConfig(sys.argv[1], sys.argv[2]), Path(sys.argv[3])
     reads = 0
@@ -97,6 +98,10 @@ def test_overlapping_runs_and_a_reader(instance: str, data_layer: Path, tmp_path
     if instance == "project dagster.yaml":
         shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
+    # The instance's storage exists before the two processes start, as it does for any instance
+    # that has run once: two processes creating a new SQLite storage at the same moment race on
+    # its alembic version table ("more than one head") — Dagster's, not the lake's.
+    dg.DagsterInstance.from_config(str(home)).dispose()
     lake = Settings.from_env().lake
     assert _run(TINY_START, DAYS[-1], selection=FEATURE_PIPELINES).success  # the serial run
     serial = _tables(lake)

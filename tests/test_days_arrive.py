@@ -15,9 +15,9 @@ from dagster._core.storage.tags import (
 
 from fti_assets.defs.ingest.sensors import DAYS_TAG, landing_sensor
 from fti_assets.defs.transform.assets import dbt_resource
-from fti_assets.lib.generator import GeneratorConfig, generate
-from fti_assets.lib.settings import Settings
-from fti_assets.lib.world import advance
+from fti_assets.lib.core.settings import Settings
+from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
+from fti_assets.lib.synthetic.world import advance
 from fti_assets.resources import DataDirResource, default_resources
 
 pytestmark = [pytest.mark.slow]

@@ -100,7 +100,7 @@ def test_the_dbt_step_leaves_this_process_environment_alone(data_layer: Path) ->
 
     from fti_assets.definitions import defs
     from fti_assets.demo import materialize_graph
-    from fti_assets.lib.settings import Settings
+    from fti_assets.lib.core.settings import Settings
     from fti_assets.resources import default_resources
     from tests.conftest import TINY_START
 

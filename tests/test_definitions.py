@@ -5,7 +5,7 @@ import dataclasses
 import dagster as dg
 
 from fti_assets.definitions import defs
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
+from fti_assets.lib.features.groups import FEATURE_GROUPS
 
 
 def _graph():
@@ -159,7 +159,7 @@ def test_dbt_marts_match_feature_group_specs() -> None:
 def test_model_config_defaults_are_the_spec_defaults() -> None:
     """Each model asset's dg.Config takes its defaults from the model spec's TrainParams."""
     from fti_assets.defs.models.training import _train_config_class, train_params
-    from fti_assets.lib.train_params import TrainParams
+    from fti_assets.lib.training.params import TrainParams
     from fti_assets.specs.models import FRAUD_MODEL
 
     TrainConfig = _train_config_class(FRAUD_MODEL)  # noqa: N806 - a class
@@ -182,7 +182,7 @@ def test_both_models_are_fed_by_the_same_feature_groups() -> None:
 
 
 def test_every_declared_feature_view_is_locked() -> None:
-    from fti_assets.lib.feature_views import check_lock
+    from fti_assets.lib.features.views import check_lock
     from fti_assets.specs.feature_views import FEATURE_VIEWS, LOCK_PATH
 
     assert check_lock(FEATURE_VIEWS.values(), LOCK_PATH) == [], "run `fti feature-views lock`"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from fti_assets.lib.inference_log import InferenceLogger
-from fti_assets.lib.offline_store import connect, read_frame
-from fti_assets.lib.settings import Settings
+from fti_assets.lib.core.settings import Settings
+from fti_assets.lib.inference.log import InferenceLogger
+from fti_assets.lib.store.offline import connect, read_frame
 from fti_assets.resources import default_resources
 
 

@@ -11,15 +11,15 @@ import dagster as dg
 import pytest
 
 from fti_assets.defs.ingest.sensors import DAYS_TAG, FILES_TAG, TRIGGER_TAG, landing_sensor
-from fti_assets.lib.generator import GeneratorConfig, generate
-from fti_assets.lib.landing import (
+from fti_assets.lib.ingest.landing import (
     FileState,
     consecutive_runs,
     landing_changes,
     scan,
     states_from_json,
 )
-from fti_assets.lib.world import advance, day_files
+from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
+from fti_assets.lib.synthetic.world import advance, day_files
 from fti_assets.resources import DataDirResource
 
 START = date(2026, 9, 1)

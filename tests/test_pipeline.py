@@ -12,11 +12,11 @@ import pytest
 
 from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import connect, connection, read_frame
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.reproduce import reproduce
-from fti_assets.lib.settings import LakeConfig, Settings
+from fti_assets.lib.core.settings import LakeConfig, Settings
+from fti_assets.lib.features.groups import FEATURE_GROUPS
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.store.offline import connect, connection, read_frame
+from fti_assets.lib.training.reproduce import reproduce
 from fti_assets.resources import ModelGatesResource, default_resources
 from fti_assets.specs.feature_views import view_of_model
 from fti_assets.specs.labels import FRAUD_LABEL
@@ -279,7 +279,7 @@ def _assert_monitoring(result, data_layer: Path, instance: dg.DagsterInstance) -
         newest = read_frame(
             con,
             "select scored_day, status, label_coverage from monitoring_performance "
-            "where report_day = ? order by scored_day",
+            "where report_day = ? and model_name = 'fraud_model' order by scored_day",
             [TINY_END],
         )
     assert set(days.values()) == {TINY_DAYS}, days

@@ -25,8 +25,8 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from fti_assets.lib.offline_store import connect
-from fti_assets.lib.settings import PROJECT_ROOT, LakeConfig
+from fti_assets.lib.core.settings import PROJECT_ROOT, LakeConfig
+from fti_assets.lib.store.offline import connect
 from fti_assets.lib.store.postgres_server import LocalPostgres, find_server_binaries
 from tests import lake_workers
 from tests.conftest import TINY_START

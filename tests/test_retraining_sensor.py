@@ -12,10 +12,10 @@ import pytest
 
 from fti_assets.defs.models.monitoring import DRIFT_SUMMARY_TABLE, SCHEMAS
 from fti_assets.defs.models.retraining import retraining_job, retraining_sensor
-from fti_assets.lib.offline_store import Replacement, connection, replace_partitions
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import LakeConfig
-from fti_assets.lib.training import TrainParams, train_model
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.store.offline import Replacement, connection, replace_partitions
+from fti_assets.lib.training.train import TrainParams, train_model
 from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
 from fti_assets.specs.models import FRAUD_MODEL
 from tests.unit.synthetic import synthetic_frame

@@ -30,7 +30,7 @@ import dagster as dg
 import pytest
 
 from fti_assets.defs.ingest.sensors import DAYS_TAG, SENSOR_NAME, TRIGGER_TAG
-from fti_assets.lib.settings import PROJECT_ROOT
+from fti_assets.lib.core.settings import PROJECT_ROOT
 from fti_assets.scenario import DAGSTER_HOME, MARKER, ScenarioConfig, fresh_folder
 from tests.processes import fti_env
 

@@ -26,15 +26,15 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from fti_assets.lib.domain import MAX_AMOUNT
-from fti_assets.lib.feature_groups import CARD_PROFILE_FEATURES
-from fti_assets.lib.inference_log import read_inference_logs
-from fti_assets.lib.on_demand import ON_DEMAND_NAMES, compute_on_demand
-from fti_assets.lib.online_store import OnlineStore
-from fti_assets.lib.predictor import Predictor
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.settings import PROJECT_ROOT, Settings
-from fti_assets.lib.training import TrainParams, TrainResult, train_model
+from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.features.groups import CARD_PROFILE_FEATURES
+from fti_assets.lib.features.on_demand import ON_DEMAND_NAMES, compute_on_demand
+from fti_assets.lib.inference.log import read_inference_logs
+from fti_assets.lib.ingest.domain import MAX_AMOUNT
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.registry.predictor import Predictor
+from fti_assets.lib.store.online import OnlineStore
+from fti_assets.lib.training.train import TrainParams, TrainResult, train_model
 from fti_assets.service.app import create_app
 from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
 from tests.unit.test_serving import (
@@ -334,18 +334,76 @@ def test_a_rollback_moves_the_model_and_its_feature_view_together(
     assert "merchant_daily_features" in json.dumps(status)
 
 
+ADMIN_TOKEN = "s3cret-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 def test_admin_reload_picks_up_the_champion_at_once(
     settings: Settings, registry: ModelRegistry
 ) -> None:
-    app = create_app(settings, alias_check_interval_s=3600)
+    app = create_app(
+        dataclasses.replace(settings, admin_token=ADMIN_TOKEN), alias_check_interval_s=3600
+    )
     with TestClient(app) as client:
         assert client.post("/predict", json=BODY).json()["model_version"] == 1
         registry.promote("fraud_model", 2)
         assert client.post("/predict", json=BODY).json()["model_version"] == 1
-        reloaded = client.post("/admin/reload")
+        reloaded = client.post("/admin/reload", headers=ADMIN)
         assert reloaded.status_code == 200
         assert reloaded.json()["model"]["version"] == 2
         assert client.post("/predict", json=BODY).json()["model_version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({}, "need 'Authorization: Bearer"),
+        ({"Authorization": "Bearer wrong-token"}, "not the right one"),
+        ({"Authorization": f"Bearer {ADMIN_TOKEN}x"}, "not the right one"),
+        ({"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}, "not the right one"),
+        ({"Authorization": f"Basic {ADMIN_TOKEN}"}, "need 'Authorization: Bearer"),
+        ({"Authorization": ADMIN_TOKEN}, "need 'Authorization: Bearer"),
+        ({"Authorization": "Bearer \u00e9t\u00e9".encode()}, "not the right one"),
+    ],
+)
+def test_admin_endpoints_refuse_a_missing_or_wrong_token(
+    settings: Settings, registry: ModelRegistry, headers: dict[str, str | bytes], why: str
+) -> None:
+    app = create_app(
+        dataclasses.replace(settings, admin_token=ADMIN_TOKEN), alias_check_interval_s=3600
+    )
+    with TestClient(app) as client:
+        registry.promote("fraud_model", 2)
+        refused = client.post("/admin/reload", headers=headers)
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert why in refused.json()["detail"]
+        assert ADMIN_TOKEN not in refused.text
+        # Nothing was reloaded: the alias change is still unnoticed.
+        assert client.post("/predict", json=BODY).json()["model_version"] == 1
+
+
+def test_admin_endpoints_are_disabled_without_a_token(settings: Settings) -> None:
+    assert settings.admin_token == ""
+    with TestClient(create_app(settings)) as client:
+        for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
+            disabled = client.post("/admin/reload", headers=headers)
+            assert disabled.status_code == 404
+            assert "FTI_ADMIN_TOKEN" in disabled.json()["detail"]
+        schema = client.get("/openapi.json").json()
+        assert schema["paths"]["/admin/reload"]["post"]["security"] == [{"HTTPBearer": []}]
+
+
+def test_admin_token_comes_from_the_environment_and_is_never_shown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FTI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FTI_ADMIN_TOKEN", ADMIN_TOKEN)
+    settings = Settings.from_env()
+    assert settings.admin_token == ADMIN_TOKEN
+    assert ADMIN_TOKEN not in repr(settings)
+    monkeypatch.setenv("FTI_ADMIN_TOKEN", "  ")
+    assert Settings.from_env().admin_token == ""
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -362,7 +420,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 
 def test_without_model_or_online_store_predictions_are_503(tmp_path: Path) -> None:
     data_dir = tmp_path / "empty"
-    settings = Settings.for_data_dir(data_dir)
+    settings = dataclasses.replace(Settings.for_data_dir(data_dir), admin_token=ADMIN_TOKEN)
     with TestClient(create_app(settings, alias_check_interval_s=0)) as client:
         response = client.post("/predict", json=BODY)
         assert response.status_code == 503
@@ -372,7 +430,7 @@ def test_without_model_or_online_store_predictions_are_503(tmp_path: Path) -> No
         reasons = " ".join(ready.json()["reasons"])
         assert "champion" in reasons and "online.sqlite" in reasons
         assert client.get("/health").status_code == 200
-        assert client.post("/admin/reload").status_code == 503
+        assert client.post("/admin/reload", headers=ADMIN).status_code == 503
 
 
 def test_missing_online_store_is_503_and_picked_up_once_written(

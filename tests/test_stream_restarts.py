@@ -22,10 +22,10 @@ import orjson
 import pytest
 from polars.testing import assert_frame_equal
 
-from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES
-from fti_assets.lib.online_store import OnlineStoreBackend, open_online_store
-from fti_assets.lib.settings import PROJECT_ROOT
-from fti_assets.lib.store_urls import sqlite_url
+from fti_assets.lib.core.settings import PROJECT_ROOT
+from fti_assets.lib.core.store_urls import sqlite_url
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
+from fti_assets.lib.store.online import OnlineStoreBackend, open_online_store
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.processor import StreamConfig, StreamProcessor
 from tests.processes import fti_env

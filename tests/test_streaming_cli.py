@@ -9,13 +9,13 @@ from pathlib import Path
 
 import polars as pl
 
-from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES
-from fti_assets.lib.offline_store import Replacement, connection, replace_partitions
-from fti_assets.lib.online_store import open_online_store
-from fti_assets.lib.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
+from fti_assets.lib.features.windows import build_card_transaction_features
+from fti_assets.lib.store.offline import Replacement, connection, replace_partitions
+from fti_assets.lib.store.online import open_online_store
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.events import encode_transaction
-from fti_assets.lib.windows import build_card_transaction_features
 from tests.processes import fti_env
 from tests.unit.test_serving import history_transactions
 

@@ -21,9 +21,9 @@ import pytest
 
 from fti_assets.definitions import defs
 from fti_assets.defs.streaming.sensors import streaming_pipeline_sensor
-from fti_assets.lib.online_store import open_online_store
-from fti_assets.lib.settings import PROJECT_ROOT
-from fti_assets.lib.store_urls import sqlite_url
+from fti_assets.lib.core.settings import PROJECT_ROOT
+from fti_assets.lib.core.store_urls import sqlite_url
+from fti_assets.lib.store.online import open_online_store
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.events import encode_transaction
 from fti_assets.lib.streaming.processor import StreamProcessor

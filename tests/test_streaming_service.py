@@ -23,16 +23,16 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES
-from fti_assets.lib.inference_log import read_inference_logs
-from fti_assets.lib.online_store import open_online_store
-from fti_assets.lib.serving import online_groups
-from fti_assets.lib.settings import PROJECT_ROOT, Settings
-from fti_assets.lib.store_urls import REDIS, SQLITE
+from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
+from fti_assets.lib.core.store_urls import REDIS, SQLITE
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
+from fti_assets.lib.features.windows import build_card_transaction_features
+from fti_assets.lib.inference.log import read_inference_logs
+from fti_assets.lib.inference.serving import online_groups
+from fti_assets.lib.store.online import open_online_store
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction, to_us
 from fti_assets.lib.streaming.processor import StreamProcessor
-from fti_assets.lib.windows import build_card_transaction_features
 from fti_assets.service.app import create_app
 from tests.processes import fti_env
 from tests.test_service import BODY, _free_port, _wait_until_up, copy_data

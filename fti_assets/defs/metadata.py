@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from fti_assets.lib.feature_groups import FeatureGroupSpec
+from fti_assets.lib.store.group_spec import FeatureGroupSpec
 
 OWNERS = ["team:ml-platform"]
 

@@ -27,7 +27,8 @@ def serve(
 ) -> None:
     """Serve until interrupted; ``workers > 1`` starts uvicorn's multiprocess workers.
 
-    Bound to 127.0.0.1 unless told otherwise: ``/admin/reload`` has no authentication. The
+    Bound to 127.0.0.1 unless told otherwise (``/admin`` needs the FTI_ADMIN_TOKEN bearer
+    token, and is disabled without it; still, expose the service only on purpose). The
     access log is off by default (every prediction is in the inference log, and formatting an
     access line costs as much as a third of a prediction).
     """

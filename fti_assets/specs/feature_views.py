@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fti_assets.lib import on_demand as od
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.feature_views import (
+from fti_assets.lib.features import on_demand as od
+from fti_assets.lib.features.groups import FEATURE_GROUPS
+from fti_assets.lib.features.views import (
     FeatureSelection,
     FeatureView,
     FeatureViewError,
@@ -23,7 +23,7 @@ from fti_assets.lib.feature_views import (
     resolve,
     view_from_dict,
 )
-from fti_assets.lib.registry import ModelRegistry, ModelVersion
+from fti_assets.lib.registry.model_registry import ModelRegistry, ModelVersion
 
 LOCK_PATH = Path(__file__).with_name("feature_views.lock.json")
 

@@ -1,6 +1,6 @@
 """How the models' examples and labels come from raw data (the domain's label logic lives here,
-not in lib/): a :class:`~fti_assets.lib.datasets.LabelSpec` per model, and the rows each model
-scores every day."""
+not in lib/): a :class:`~fti_assets.lib.training.datasets.LabelSpec` per model, and the rows each
+model scores every day."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import duckdb
 import polars as pl
 
-from fti_assets.lib.datasets import LabelSpec, as_utc
-from fti_assets.lib.offline_store import read_frame, table_exists
+from fti_assets.lib.store.offline import as_utc, read_frame, table_exists
+from fti_assets.lib.training.datasets import LabelSpec
 
 TRANSACTIONS = "raw_transactions"
 FRAUD_LABELS = "raw_fraud_labels"

@@ -1,4 +1,5 @@
-"""Leakage rules of the fraud domain's models (the canary itself is generic: lib/leakage.py).
+"""Leakage rules of the fraud domain's models (the canary itself is generic:
+lib/training/leakage.py).
 
 ``merchant_daily_features`` holds two label-derived features on purpose — the merchant's fraud
 count and rate over 30 days — built only from fraud reports that had ARRIVED by the end of each
@@ -15,10 +16,10 @@ import uuid
 import duckdb
 import polars as pl
 
-from fti_assets.lib.feature_groups import MERCHANT_DAILY_FEATURES
-from fti_assets.lib.feature_views import col
-from fti_assets.lib.leakage import DEFAULT_SAMPLE_ROWS, LeakageRules, RecountCheck, row_id
-from fti_assets.lib.offline_store import table_exists
+from fti_assets.lib.features.groups import MERCHANT_DAILY_FEATURES
+from fti_assets.lib.features.views import col
+from fti_assets.lib.store.offline import table_exists
+from fti_assets.lib.training.leakage import DEFAULT_SAMPLE_ROWS, LeakageRules, RecountCheck, row_id
 
 MERCHANT_GROUP = MERCHANT_DAILY_FEATURES.name
 KNOWN_FRAUD = col(MERCHANT_GROUP, "known_fraud_30d")

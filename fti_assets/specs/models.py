@@ -18,12 +18,12 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from fti_assets.lib.datasets import LabelSpec, as_utc
-from fti_assets.lib.feature_views import FeatureView
-from fti_assets.lib.leakage import LeakageRules
-from fti_assets.lib.model_eval import GateConfig
-from fti_assets.lib.offline_store import read_frame
-from fti_assets.lib.train_params import TrainParams
+from fti_assets.lib.features.views import FeatureView
+from fti_assets.lib.store.offline import as_utc, read_frame
+from fti_assets.lib.training.datasets import LabelSpec
+from fti_assets.lib.training.gates import GateConfig
+from fti_assets.lib.training.leakage import LeakageRules
+from fti_assets.lib.training.params import TrainParams
 from fti_assets.specs.feature_views import CARD_RISK_FEATURES, FRAUD_FEATURES
 from fti_assets.specs.labels import (
     CARD_RISK_LABEL,

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from fti_assets.defs.inference.assets import inference_log
-from fti_assets.lib.settings import LakeConfig
+from fti_assets.lib.core.settings import LakeConfig
 from fti_assets.resources import DataDirResource, OfflineStoreResource
 
 LOG_DAY = "2026-09-10"

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fti_assets.lib.ingest import ingest_fraud_labels_day, ingest_transactions_day
-from fti_assets.lib.offline_store import connection
+from fti_assets.lib.ingest.raw import ingest_fraud_labels_day, ingest_transactions_day
+from fti_assets.lib.store.offline import connection
 from tests.crash.lake_operations import REWRITTEN_DAYS, lake_of, landing_of
 
 

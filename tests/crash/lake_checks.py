@@ -24,14 +24,14 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from fti_assets.lib.offline_store import (
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.store.offline import (
     LAKE_ALIAS,
     connection,
     list_tables,
     maintain,
     quote_ident,
 )
-from fti_assets.lib.settings import LakeConfig
 
 # When a row was written: differs between two clean runs, so left out of the content hashes.
 VOLATILE_COLUMNS = ("_ingested_at", "quarantined_at")

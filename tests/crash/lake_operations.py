@@ -15,9 +15,9 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from fti_assets.lib.feature_pipelines import refresh_card_transaction_features
-from fti_assets.lib.offline_store import connection, lake_environment
-from fti_assets.lib.settings import PROJECT_ROOT, LakeConfig
+from fti_assets.lib.core.settings import PROJECT_ROOT, LakeConfig
+from fti_assets.lib.features.pipelines import refresh_card_transaction_features
+from fti_assets.lib.store.offline import connection, lake_environment
 
 # The days of the world that land twice: first a truncated file, then the whole one.
 REWRITTEN_DAYS = (date(2026, 9, 8), date(2026, 9, 9))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from fti_assets.lib.generator import GeneratorConfig, generate
-from fti_assets.lib.ingest import (
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.ingest.raw import (
     fraud_labels_path,
     ingest_cards,
     ingest_fraud_labels_day,
@@ -25,8 +25,8 @@ from fti_assets.lib.ingest import (
     ingest_transactions_day,
     transactions_path,
 )
-from fti_assets.lib.offline_store import connection
-from fti_assets.lib.settings import LakeConfig
+from fti_assets.lib.store.offline import connection
+from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
 from tests.crash.lake_operations import REWRITTEN_DAYS
 
 WORLD = GeneratorConfig(cards=150, merchants=30, days=10, fraud_rate=0.03, bad_rows=1)

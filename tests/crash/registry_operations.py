@@ -6,14 +6,14 @@ line, and the trials should spend their time in the operations, not in imports.
 
 from pathlib import Path
 
-from fti_assets.lib.predictor import artifact_sha256
-from fti_assets.lib.registry import (
+from fti_assets.lib.registry.model_registry import (
     CHAMPION,
     REJECTED,
     ModelRegistry,
     load_alias_file,
     read_registry_aliases,
 )
+from fti_assets.lib.registry.predictor import artifact_sha256
 
 NAME = "fraud"
 

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import polars as pl
 
-from fti_assets.lib.datasets import frame_sha256, list_datasets, load_dataset
-from fti_assets.lib.inference_log import log_files, read_inference_logs
-from fti_assets.lib.online_store import OnlineStore
+from fti_assets.lib.inference.log import log_files, read_inference_logs
+from fti_assets.lib.store.online import OnlineStore
+from fti_assets.lib.training.datasets import frame_sha256, list_datasets, load_dataset
 from tests.crash.store_operations import (
     DATASET_NAME,
     LOG_DIR,
@@ -96,7 +96,7 @@ def _writer(path: Path) -> str:
 
 
 def check_inference_log(workdir: Path) -> int:
-    """What :mod:`fti_assets.lib.inference_log` promises after a crash: every acknowledged
+    """What :mod:`fti_assets.lib.inference.log` promises after a crash: every acknowledged
     record is on disk and read back; no logger writes a record twice; a file ends in at most
     one partial line, which the reader skips, and every whole line is a record. Returns how
     many partial lines there are."""

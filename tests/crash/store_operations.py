@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fti_assets.lib.datasets import SPLIT, BuildInfo, write_dataset
-from fti_assets.lib.feature_groups import FeatureGroupSpec, FeatureSpec
-from fti_assets.lib.inference_log import InferenceLogger
-from fti_assets.lib.online_store import OnlineStore
+from fti_assets.lib.inference.log import InferenceLogger
+from fti_assets.lib.store.group_spec import FeatureGroupSpec, FeatureSpec
+from fti_assets.lib.store.online import OnlineStore
+from fti_assets.lib.training.datasets import SPLIT, BuildInfo, write_dataset
 
 T0 = datetime(2026, 9, 10, tzinfo=UTC)
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from fti_assets.lib.datasets import frame_sha256
-from fti_assets.lib.feature_pipelines import refresh_card_transaction_features
-from fti_assets.lib.inference_log import InferenceLogger
-from fti_assets.lib.offline_store import connection
-from fti_assets.lib.online_store import OnlineStore
+from fti_assets.lib.features.pipelines import refresh_card_transaction_features
+from fti_assets.lib.inference.log import InferenceLogger
+from fti_assets.lib.store.offline import connection
+from fti_assets.lib.store.online import OnlineStore
+from fti_assets.lib.training.datasets import frame_sha256
 from tests.crash.harness import CrashKind, CrashReport, run_crash_trials
 from tests.crash.ingest_operations import ingest_partitions
 from tests.crash.lake_checks import LakeCheck, check_ingest_counts, check_lake, lake_summary

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fti_assets.lib.registry import REJECTED
-from fti_assets.lib.training import TrainParams, train_model
+from fti_assets.lib.registry.model_registry import REJECTED
+from fti_assets.lib.training.train import TrainParams, train_model
 from tests.crash.harness import CrashKind, run_crash_trials
 from tests.crash.registry_operations import (
     NAME,

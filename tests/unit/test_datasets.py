@@ -20,25 +20,27 @@ import duckdb
 import polars as pl
 import pytest
 
-from fti_assets.lib import datasets
-from fti_assets.lib.datasets import (
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.features.groups import (
+    CARD_PROFILE_FEATURES,
+    FEATURE_GROUPS,
+    MERCHANT_DAILY_FEATURES,
+)
+from fti_assets.lib.features.views import FeatureSelection, FeatureView, ResolvedView, resolve
+from fti_assets.lib.features.windows import (
+    build_card_transaction_features,
+    card_window_feature_columns,
+)
+from fti_assets.lib.store.group_spec import FeatureGroupSpec, FeatureSpec
+from fti_assets.lib.store.offline import connect, lake_environment
+from fti_assets.lib.training import datasets
+from fti_assets.lib.training.datasets import (
     DatasetConfig,
     build_training_frame,
     list_datasets,
     load_dataset,
     write_dataset,
 )
-from fti_assets.lib.feature_groups import (
-    CARD_PROFILE_FEATURES,
-    FEATURE_GROUPS,
-    MERCHANT_DAILY_FEATURES,
-    FeatureGroupSpec,
-    FeatureSpec,
-)
-from fti_assets.lib.feature_views import FeatureSelection, FeatureView, ResolvedView, resolve
-from fti_assets.lib.offline_store import connect, lake_environment
-from fti_assets.lib.settings import LakeConfig
-from fti_assets.lib.windows import build_card_transaction_features, card_window_feature_columns
 from fti_assets.specs.feature_views import CARD_TRANSACTION_CONTEXT, FRAUD_FEATURES, resolved
 from fti_assets.specs.labels import FRAUD_LABEL, landed_cutoff
 
@@ -516,13 +518,13 @@ def test_write_rejects_inconsistent_column_lists(
 
 
 def ingest_generated(data_dir: Path, lake: LakeConfig, days: int) -> None:
-    from fti_assets.lib.generator import GeneratorConfig, generate
-    from fti_assets.lib.ingest import (
+    from fti_assets.lib.ingest.raw import (
         ingest_cards,
         ingest_fraud_labels_day,
         ingest_merchants,
         ingest_transactions_day,
     )
+    from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
 
     config = GeneratorConfig(cards=150, merchants=30, days=days, fraud_rate=0.03)
     generate(config, data_dir)
@@ -571,7 +573,7 @@ def generated_store(tmp_path_factory: pytest.TempPathFactory) -> LakeConfig:
 
 @pytest.mark.slow
 def test_dataset_from_generated_data(generated_store: LakeConfig, tmp_path: Path) -> None:
-    from fti_assets.lib.leakage import check_leakage
+    from fti_assets.lib.training.leakage import check_leakage
     from fti_assets.specs.leakage import FRAUD_DOMAIN_RULES
 
     view = resolved(FRAUD_FEATURES)

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from fti_assets.lib.evaluation import (
+from fti_assets.lib.training.evaluation import (
     brier,
     calibration_table,
     evaluate,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fti_assets.lib.store_urls import sqlite_url
+from fti_assets.lib.core.store_urls import sqlite_url
 from fti_assets.lib.streaming.event_log import (
     EventLog,
     EventLogUnavailableError,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.feature_views import (
+from fti_assets.lib.features.groups import FEATURE_GROUPS
+from fti_assets.lib.features.views import (
     FeatureSelection,
     FeatureView,
     FeatureViewError,

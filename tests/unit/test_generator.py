@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from fti_assets.lib.domain import (
+from fti_assets.lib.ingest.domain import (
     AGE_BANDS,
     CARD_COLUMNS,
     CATEGORIES,
@@ -25,7 +25,7 @@ from fti_assets.lib.domain import (
     RISK_PROFILES,
     TRANSACTION_COLUMNS,
 )
-from fti_assets.lib.generator import (
+from fti_assets.lib.synthetic.generator import (
     BAD_ROW_KINDS,
     PATTERNS,
     PRODUCER_DEBUG_COLUMN,

@@ -10,7 +10,7 @@ import orjson
 import polars as pl
 import pytest
 
-from fti_assets.lib.inference_log import (
+from fti_assets.lib.inference.log import (
     LOG_SCHEMA,
     InferenceLogger,
     log_files,

@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fti_assets.lib import ingest
-from fti_assets.lib.domain import TRANSACTION_COLUMNS
-from fti_assets.lib.offline_store import connect, read_frame
-from fti_assets.lib.settings import Settings
+from fti_assets.lib.core.settings import Settings
+from fti_assets.lib.ingest import raw as ingest
+from fti_assets.lib.ingest.domain import TRANSACTION_COLUMNS
+from fti_assets.lib.store.offline import connect, read_frame
 from tests.conftest import TINY_START
 
 # Generator bad-row kind -> a piece of the quarantine reason it must produce.

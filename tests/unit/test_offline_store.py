@@ -10,7 +10,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from fti_assets.lib.offline_store import (
+from fti_assets.lib.core.settings import LakeConfig, LegacySettingError, Settings, lake_from_env
+from fti_assets.lib.store.offline import (
     LakeCommitError,
     OfflineStoreMissingError,
     Replacement,
@@ -25,7 +26,6 @@ from fti_assets.lib.offline_store import (
     replace_partitions,
     snapshots,
 )
-from fti_assets.lib.settings import LakeConfig, LegacySettingError, Settings, lake_from_env
 
 
 def _day(day: int, values: list[float]) -> pl.DataFrame:
@@ -116,8 +116,8 @@ _WRITER = textwrap.dedent(
     """
     import sys
     import polars as pl
-    from fti_assets.lib.offline_store import Replacement, connect, replace_partitions
-    from fti_assets.lib.settings import LakeConfig
+    from fti_assets.lib.store.offline import Replacement, connect, replace_partitions
+    from fti_assets.lib.core.settings import LakeConfig
 
     lake = LakeConfig(sys.argv[1], sys.argv[2])
     worker, days = int(sys.argv[3]), int(sys.argv[4])
@@ -133,8 +133,8 @@ _WRITER = textwrap.dedent(
 _READER = textwrap.dedent(
     """
     import sys, time
-    from fti_assets.lib.offline_store import connection
-    from fti_assets.lib.settings import LakeConfig
+    from fti_assets.lib.store.offline import connection
+    from fti_assets.lib.core.settings import LakeConfig
 
     lake = LakeConfig(sys.argv[1], sys.argv[2])
     reads, deadline = 0, time.monotonic() + float(sys.argv[3])

@@ -23,8 +23,9 @@ import polars as pl
 import pytest
 import redis
 
-from fti_assets.lib.feature_groups import FeatureGroupSpec, FeatureSpec
-from fti_assets.lib.online_store import (
+from fti_assets.lib.core.store_urls import sqlite_path, sqlite_url
+from fti_assets.lib.store.group_spec import FeatureGroupSpec, FeatureSpec
+from fti_assets.lib.store.online import (
     NotFound,
     OnlineRow,
     OnlineStore,
@@ -35,7 +36,6 @@ from fti_assets.lib.online_store import (
     WriteResult,
     open_online_store,
 )
-from fti_assets.lib.store_urls import sqlite_path, sqlite_url
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 SPAWN = mp.get_context("spawn")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fti_assets.lib.settings import (
+from fti_assets.lib.core.settings import (
     DEFAULT_START,
     Settings,
     last_complete_day,

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from fti_assets.lib.pit import pit_join
+from fti_assets.lib.features.pit import pit_join
 
 UTC = dt.UTC
 T0 = dt.datetime(2024, 3, 1, tzinfo=UTC)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fti_assets.lib.settings import LakeConfig
+from fti_assets.lib.core.settings import LakeConfig
 from fti_assets.lib.store.postgres_server import (
     SERVER_PROGRAMS,
     LocalPostgres,

@@ -5,13 +5,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fti_assets.lib.predictor import (
+from fti_assets.lib.registry.predictor import (
     FeatureTransform,
     Predictor,
     TamperedModelError,
     artifact_sha256,
 )
-from fti_assets.lib.training import TrainParams, TrainResult, train_model
+from fti_assets.lib.training.train import TrainParams, TrainResult, train_model
 from tests.unit.synthetic import CATEGORICAL, NUMERIC, synthetic_frame
 
 

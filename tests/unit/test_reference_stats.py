@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fti_assets.lib.reference_stats import (
+from fti_assets.lib.training.reference_stats import (
     OTHER,
     population_stability_index,
     reference_statistics,

@@ -18,9 +18,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from fti_assets.lib import registry as registry_module
-from fti_assets.lib.predictor import Predictor, artifact_sha256
-from fti_assets.lib.registry import (
+from fti_assets.lib.registry import model_registry as registry_module
+from fti_assets.lib.registry.legacy import LegacyRegistryError
+from fti_assets.lib.registry.model_registry import (
     ModelNotFoundError,
     ModelRegistry,
     ModelVersion,
@@ -30,8 +30,8 @@ from fti_assets.lib.registry import (
     read_registry_aliases,
     registry_alias_seq,
 )
-from fti_assets.lib.registry_legacy import LegacyRegistryError
-from fti_assets.lib.training import TrainParams, train_model
+from fti_assets.lib.registry.predictor import Predictor, artifact_sha256
+from fti_assets.lib.training.train import TrainParams, train_model
 from tests.unit.synthetic import synthetic_frame
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +142,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from fti_assets.lib.registry import ModelRegistry
+    from fti_assets.lib.registry.model_registry import ModelRegistry
 
     db, models, artifact, ready, go = map(Path, sys.argv[1:])
     registry = ModelRegistry(db, models)

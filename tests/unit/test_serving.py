@@ -15,28 +15,27 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fti_assets.lib import registry as registry_module
-from fti_assets.lib.datasets import join_features
-from fti_assets.lib.domain import AGE_BANDS, CATEGORIES, CHANNELS, RISK_PROFILES
-from fti_assets.lib.feature_groups import (
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.features.groups import (
     CARD_DAILY_FEATURES,
     CARD_PROFILE_FEATURES,
     CARD_TRANSACTION_FEATURES,
     FEATURE_GROUPS,
     MERCHANT_DAILY_FEATURES,
     MERCHANT_PROFILE_FEATURES,
-    FeatureGroupSpec,
-    FeatureSpec,
 )
-from fti_assets.lib.feature_views import FeatureView, ResolvedView, resolve
-from fti_assets.lib.offline_store import connect
-from fti_assets.lib.on_demand import col, compute_on_demand
-from fti_assets.lib.online_store import OnlineStore
-from fti_assets.lib.registry import ModelRegistry
-from fti_assets.lib.serving import ChampionModel, FeatureAssembler, online_groups
-from fti_assets.lib.settings import LakeConfig
-from fti_assets.lib.training import TrainParams, TrainResult, train_model
-from fti_assets.lib.windows import build_card_transaction_features
+from fti_assets.lib.features.on_demand import col, compute_on_demand
+from fti_assets.lib.features.vectors import join_features
+from fti_assets.lib.features.views import FeatureView, ResolvedView, resolve
+from fti_assets.lib.features.windows import build_card_transaction_features
+from fti_assets.lib.inference.serving import ChampionModel, FeatureAssembler, online_groups
+from fti_assets.lib.ingest.domain import AGE_BANDS, CATEGORIES, CHANNELS, RISK_PROFILES
+from fti_assets.lib.registry import model_registry as registry_module
+from fti_assets.lib.registry.model_registry import ModelRegistry
+from fti_assets.lib.store.group_spec import FeatureGroupSpec, FeatureSpec
+from fti_assets.lib.store.offline import connect
+from fti_assets.lib.store.online import OnlineStore
+from fti_assets.lib.training.train import TrainParams, TrainResult, train_model
 from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
 
 VIEW = resolved(FRAUD_FEATURES)
@@ -283,7 +282,7 @@ def store(tmp_path: Path, tables: dict[str, pl.DataFrame]) -> OnlineStore:
 def _training_rows(
     tmp_path: Path, tables: dict[str, pl.DataFrame], requests: list[dict]
 ) -> list[dict]:
-    """The training-data rows of ``requests``: DuckDB tables + datasets.join_features."""
+    """The training-data rows of ``requests``: DuckDB tables + vectors.join_features."""
     con = connect(LakeConfig.under(tmp_path / "lake"))
     try:
         for spec in online_groups():

@@ -16,20 +16,20 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES
-from fti_assets.lib.generator import GeneratorConfig, generate
-from fti_assets.lib.online_store import (
+from fti_assets.lib.core.store_urls import sqlite_url
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
+from fti_assets.lib.features.windows import build_card_transaction_features
+from fti_assets.lib.store.online import (
     OnlineStoreBackend,
     OnlineStoreError,
     StreamFencedError,
     open_online_store,
 )
-from fti_assets.lib.store_urls import sqlite_url
 from fti_assets.lib.streaming.bootstrap import bootstrap_transactions
 from fti_assets.lib.streaming.event_log import EventLog, open_event_log
 from fti_assets.lib.streaming.events import encode_transaction
 from fti_assets.lib.streaming.processor import StreamConfig, StreamProcessor
-from fti_assets.lib.windows import build_card_transaction_features
+from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
 
 GROUP = CARD_TRANSACTION_FEATURES.name
 T0 = datetime(2026, 9, 1, tzinfo=UTC)

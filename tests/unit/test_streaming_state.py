@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 
-from fti_assets.lib.generator import GeneratorConfig, generate
+from fti_assets.lib.features.windows import LOOKBACK, build_card_transaction_features
 from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction, to_us
 from fti_assets.lib.streaming.state import (
     APPLIED,
@@ -24,7 +24,7 @@ from fti_assets.lib.streaming.state import (
     CardStates,
     CardWindows,
 )
-from fti_assets.lib.windows import LOOKBACK, build_card_transaction_features
+from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
 from tests.unit.test_windows import random_transactions
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)

@@ -8,15 +8,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fti_assets.lib.feature_groups import FeatureGroupSpec, FeatureSpec
-from fti_assets.lib.feature_pipelines import (
+from fti_assets.lib.core.settings import LakeConfig
+from fti_assets.lib.features.pipelines import (
     entity_history,
     key_frame,
     latest_offline_rows,
     read_group,
 )
-from fti_assets.lib.offline_store import Replacement, connection, replace_partitions
-from fti_assets.lib.settings import LakeConfig
+from fti_assets.lib.store.group_spec import FeatureGroupSpec, FeatureSpec
+from fti_assets.lib.store.offline import Replacement, connection, replace_partitions
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 SPEC = FeatureGroupSpec(

@@ -6,10 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fti_assets.lib import training
-from fti_assets.lib.evaluation import evaluate
-from fti_assets.lib.predictor import FeatureTransform, Predictor, artifact_sha256
-from fti_assets.lib.training import TrainParams, train_model
+from fti_assets.lib.registry.predictor import FeatureTransform, Predictor, artifact_sha256
+from fti_assets.lib.training import train as training
+from fti_assets.lib.training.evaluation import evaluate
+from fti_assets.lib.training.train import TrainParams, train_model
 from tests.unit.synthetic import CATEGORICAL, NUMERIC, synthetic_frame
 
 FAST = TrainParams(n_estimators=30, early_stopping_rounds=None)

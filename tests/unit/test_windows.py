@@ -11,8 +11,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from benchmarks.bench_windows import build_card_transaction_features_pandas
-from fti_assets.lib import windows
-from fti_assets.lib.windows import (
+from fti_assets.lib.features import windows
+from fti_assets.lib.features.windows import (
     CARD_LAST_VALUE_FEATURES,
     CARD_WINDOW_FEATURES,
     LOOKBACK,

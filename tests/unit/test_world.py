@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fti_assets.cli import app
-from fti_assets.lib.generator import GeneratorConfig, generate
-from fti_assets.lib.world import (
+from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
+from fti_assets.lib.synthetic.world import (
     WorldExhaustedError,
     advance,
     copy_atomically,
@@ -146,7 +146,7 @@ def test_cli_without_a_world_says_how_to_make_one(tmp_path: Path) -> None:
 def test_cli_generate_defaults_to_a_world_ending_yesterday_with_drift_recorded(
     tmp_path: Path,
 ) -> None:
-    from fti_assets.lib.settings import last_complete_day
+    from fti_assets.lib.core.settings import last_complete_day
 
     result = CliRunner().invoke(
         app,

@@ -1,9 +1,9 @@
 """Python feature pipelines (Polars) and the online store.
 
 ``card_transaction_features`` is built by Polars from the window declarations in
-fti_assets/lib/windows.py. The ``online_*`` assets copy the latest row per entity of each online
-feature group into the online store (SQLite or Redis, ``FTI_ONLINE_URL``), in one atomic write
-per group, once the group's blocking contract check has passed. The streaming pipeline
+fti_assets/lib/features/windows.py. The ``online_*`` assets copy the latest row per entity of
+each online feature group into the online store (SQLite or Redis, ``FTI_ONLINE_URL``), in one
+atomic write per group, once the group's blocking contract check has passed. The streaming pipeline
 (``fti stream``) writes the same card rows between two batch runs; an entity's row never moves
 back in time, whichever path wrote it last.
 """
@@ -17,9 +17,9 @@ from fti_assets.defs.metadata import (
     feature_group_metadata,
     frame_preview,
 )
-from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
-from fti_assets.lib.feature_pipelines import latest_offline_rows, refresh_card_transaction_features
-from fti_assets.lib.offline_store import current_snapshot
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
+from fti_assets.lib.features.pipelines import latest_offline_rows, refresh_card_transaction_features
+from fti_assets.lib.store.offline import current_snapshot
 from fti_assets.partitions import DAILY_TAGS, daily_partitions, lookback_dep, single_run
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource, online_store_kind
 

@@ -13,9 +13,10 @@ the conditions read.
 
 import dagster as dg
 
-from fti_assets.lib.feature_groups import FEATURE_GROUPS, FeatureGroupSpec
-from fti_assets.lib.feature_pipelines import online_offline_mismatches
-from fti_assets.lib.offline_store import quote_ident, read_frame, table_exists
+from fti_assets.lib.features.groups import FEATURE_GROUPS
+from fti_assets.lib.features.pipelines import online_offline_mismatches
+from fti_assets.lib.store.group_spec import FeatureGroupSpec
+from fti_assets.lib.store.offline import quote_ident, read_frame, table_exists
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
 
 
@@ -33,7 +34,7 @@ def _contract_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:
     def _check(
         context: dg.AssetCheckExecutionContext, offline_store: OfflineStoreResource
     ) -> dg.AssetCheckResult:
-        from fti_assets.lib.quality import validate_feature_group  # pandera: lazily
+        from fti_assets.lib.ingest.quality import validate_feature_group  # pandera: lazily
 
         sql, params = f"select * from {quote_ident(spec.table)}", []
         run_has_days = context.has_partition_key or context.has_partition_key_range

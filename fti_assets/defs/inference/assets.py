@@ -7,8 +7,8 @@ import dagster as dg
 import polars as pl
 
 from fti_assets.defs.metadata import OWNERS, markdown_table
-from fti_assets.lib.inference_log import read_inference_logs
-from fti_assets.lib.offline_store import Replacement, replace_partitions
+from fti_assets.lib.inference.log import read_inference_logs
+from fti_assets.lib.store.offline import Replacement, replace_partitions
 from fti_assets.partitions import DAILY_TAGS, log_partitions, single_run
 from fti_assets.resources import DataDirResource, OfflineStoreResource
 

@@ -18,9 +18,9 @@ from fti_assets.partitions import DAILY_TAGS, daily_partitions, lookback_dep, si
 from fti_assets.resources import DataDirResource, OfflineStoreResource
 
 if TYPE_CHECKING:
-    from fti_assets.lib.ingest import IngestReport
+    from fti_assets.lib.ingest.raw import IngestReport
 
-# fti_assets.lib.ingest (and Pandera) are imported inside the assets: loading the definitions
+# fti_assets.lib.ingest.raw (and Pandera) are imported inside the assets: loading the definitions
 # should not pay for them.
 KINDS = {"duckdb", "pandera", "parquet"}
 
@@ -115,7 +115,7 @@ def raw_cards(
     offline_store: OfflineStoreResource, data_dir: DataDirResource
 ) -> dg.MaterializeResult:
     """Card and customer reference data (home location, credit limit, age band, open date)."""
-    from fti_assets.lib.ingest import ingest_cards
+    from fti_assets.lib.ingest.raw import ingest_cards
 
     return _ingest_reference(offline_store, data_dir, ingest_cards)
 
@@ -125,7 +125,7 @@ def raw_merchants(
     offline_store: OfflineStoreResource, data_dir: DataDirResource
 ) -> dg.MaterializeResult:
     """Merchant reference data (category, location, risk profile)."""
-    from fti_assets.lib.ingest import ingest_merchants
+    from fti_assets.lib.ingest.raw import ingest_merchants
 
     return _ingest_reference(offline_store, data_dir, ingest_merchants)
 
@@ -142,7 +142,7 @@ def raw_transactions(
     data_dir: DataDirResource,
 ) -> dg.MaterializeResult:
     """Card transactions, one partition per daily landing file (UTC day)."""
-    from fti_assets.lib.ingest import ingest_transactions_day
+    from fti_assets.lib.ingest.raw import ingest_transactions_day
 
     return _ingest_days(context, offline_store, data_dir, ingest_transactions_day)
 
@@ -160,6 +160,6 @@ def raw_fraud_labels(
     data_dir: DataDirResource,
 ) -> dg.MaterializeResult:
     """Fraud labels, partitioned by the day they were reported (days after the transaction)."""
-    from fti_assets.lib.ingest import ingest_fraud_labels_day
+    from fti_assets.lib.ingest.raw import ingest_fraud_labels_day
 
     return _ingest_days(context, offline_store, data_dir, ingest_fraud_labels_day)

@@ -30,8 +30,13 @@ from fti_assets.defs.ingest.assets import (
     raw_merchants,
     raw_transactions,
 )
-from fti_assets.lib.domain import CARDS_FILE, FRAUD_LABELS_DIR, MERCHANTS_FILE, TRANSACTIONS_DIR
-from fti_assets.lib.landing import (
+from fti_assets.lib.ingest.domain import (
+    CARDS_FILE,
+    FRAUD_LABELS_DIR,
+    MERCHANTS_FILE,
+    TRANSACTIONS_DIR,
+)
+from fti_assets.lib.ingest.landing import (
     REFERENCE_FILES,
     FileState,
     LandingChanges,

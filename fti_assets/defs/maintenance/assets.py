@@ -5,8 +5,8 @@ from datetime import timedelta
 import dagster as dg
 
 from fti_assets.defs.metadata import OWNERS
-from fti_assets.lib.datasets import lake_snapshots_in_use
-from fti_assets.lib.offline_store import maintain
+from fti_assets.lib.store.offline import maintain
+from fti_assets.lib.training.datasets import lake_snapshots_in_use
 from fti_assets.resources import DataDirResource, OfflineStoreResource
 
 

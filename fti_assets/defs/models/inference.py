@@ -6,8 +6,8 @@ import dagster as dg
 
 from fti_assets.defs.automation import daily_condition
 from fti_assets.defs.metadata import frame_preview, markdown_table
-from fti_assets.lib.batch_scoring import score_day
-from fti_assets.lib.registry import CHAMPION
+from fti_assets.lib.inference.batch_scoring import score_day
+from fti_assets.lib.registry.model_registry import CHAMPION
 from fti_assets.partitions import DAILY_TAGS, daily_partitions, single_run
 from fti_assets.resources import ModelRegistryResource, OfflineStoreResource
 from fti_assets.specs.feature_views import view_of_model

@@ -31,9 +31,9 @@ import polars as pl
 
 from fti_assets.defs.automation import daily_condition
 from fti_assets.defs.metadata import markdown_table
-from fti_assets.lib.datasets import load_dataset
-from fti_assets.lib.offline_store import Replacement, read_frame, replace_partitions, table_exists
-from fti_assets.lib.registry import ModelRegistry, ModelVersion
+from fti_assets.lib.registry.model_registry import ModelRegistry, ModelVersion
+from fti_assets.lib.store.offline import Replacement, read_frame, replace_partitions, table_exists
+from fti_assets.lib.training.datasets import load_dataset
 from fti_assets.partitions import DAILY_TAGS, daily_partitions, log_partitions, single_run
 from fti_assets.resources import (
     DataDirResource,
@@ -726,7 +726,7 @@ def _skew_of(con, logged: pl.DataFrame, registry: ModelRegistry, spec: ModelSpec
     version that served them."""
     import orjson
 
-    from fti_assets.lib.datasets import join_features
+    from fti_assets.lib.features.vectors import join_features
     from fti_assets.lib.monitoring.skew import FeatureSkew, SkewResult, compare_vectors
 
     if logged.is_empty():

@@ -13,10 +13,10 @@ from fti_assets.defs.models.monitoring import (
     ESTIMATE_TABLE,
     PERFORMANCE_TABLE,
 )
-from fti_assets.lib.datasets import load_dataset
 from fti_assets.lib.monitoring.breach import BreachRules, find_breach, in_cooldown
-from fti_assets.lib.offline_store import OfflineStoreMissingError, read_frame, table_exists
-from fti_assets.lib.registry import CHAMPION
+from fti_assets.lib.registry.model_registry import CHAMPION
+from fti_assets.lib.store.offline import OfflineStoreMissingError, read_frame, table_exists
+from fti_assets.lib.training.datasets import load_dataset
 from fti_assets.resources import DataDirResource, ModelRegistryResource, OfflineStoreResource
 from fti_assets.specs.models import ModelSpec
 

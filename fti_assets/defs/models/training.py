@@ -23,7 +23,15 @@ import dagster as dg
 import polars as pl
 
 from fti_assets.defs.metadata import markdown_table
-from fti_assets.lib.datasets import (
+from fti_assets.lib.registry.model_registry import (
+    CHAMPION,
+    REJECTED,
+    VALIDATED,
+    ModelRegistry,
+    ModelVersion,
+)
+from fti_assets.lib.store.offline import current_snapshot
+from fti_assets.lib.training.datasets import (
     DatasetConfig,
     build_training_frame,
     dataset_of_run,
@@ -31,11 +39,9 @@ from fti_assets.lib.datasets import (
     load_dataset,
     write_dataset,
 )
-from fti_assets.lib.leakage import check_leakage
-from fti_assets.lib.model_eval import GateConfig, GateResult
-from fti_assets.lib.offline_store import current_snapshot
-from fti_assets.lib.registry import CHAMPION, REJECTED, VALIDATED, ModelRegistry, ModelVersion
-from fti_assets.lib.train_params import TrainParams
+from fti_assets.lib.training.gates import GateConfig, GateResult
+from fti_assets.lib.training.leakage import check_leakage
+from fti_assets.lib.training.params import TrainParams
 from fti_assets.resources import (
     DataDirResource,
     ModelGatesResource,
@@ -265,7 +271,7 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
         data_dir: DataDirResource,
         model_registry: ModelRegistryResource,
     ) -> dg.MaterializeResult:
-        from fti_assets.lib.training import train_from_dataset  # lightgbm: only when training
+        from fti_assets.lib.training.train import train_from_dataset  # lightgbm: only when training
 
         datasets_dir = data_dir.layout.datasets_dir
         if config.dataset_version:
@@ -350,7 +356,7 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
         model_registry: ModelRegistryResource,
         offline_store: OfflineStoreResource,
     ) -> dg.MaterializeResult:
-        from fti_assets.lib.model_eval import evaluate_candidate  # sklearn, matplotlib: lazily
+        from fti_assets.lib.training.gates import evaluate_candidate  # sklearn, matplotlib: lazily
 
         registry = model_registry.registry()
         candidate_meta, source = _candidate(registry, spec, context.run_id)
@@ -457,7 +463,7 @@ def build_training_assets(spec: ModelSpec) -> list[Any]:
         model_registry: ModelRegistryResource,
         model_gates: ModelGatesResource,
     ):
-        from fti_assets.lib.model_eval import gate_config_dict, gates
+        from fti_assets.lib.training.gates import gate_config_dict, gates
 
         registry = model_registry.registry()
         candidate, _ = _candidate(registry, spec, context.run.run_id)

@@ -13,7 +13,7 @@ from datetime import timedelta
 import dagster as dg
 
 from fti_assets.defs.metadata import OWNERS, feature_group_metadata
-from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
 from fti_assets.resources import event_log_kind, online_store_kind
 
 # The pipeline applies events within milliseconds; a report older than this means it is down or
@@ -44,8 +44,8 @@ streaming_card_features = dg.AssetSpec(
     description=(
         "card_transaction_features rows in the online store kept current per transaction by "
         "the streaming pipeline (`fti stream`): each event of the log applied exactly once to "
-        "the card's windows (declared once in lib/windows.py, as for the batch group), the "
-        "offset committed with the rows. Windows start from the trailing 30 days of "
+        "the card's windows (declared once in lib/features/windows.py, as for the batch group), "
+        "the offset committed with the rows. Windows start from the trailing 30 days of "
         "raw_transactions. Observed by streaming_pipeline_sensor: lag, events/s, last offset."
     ),
     metadata={

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from fti_assets.defs.streaming.assets import streaming_card_features, transaction_event_log
-from fti_assets.lib.online_store import OnlineStoreUnavailableError
+from fti_assets.lib.store.online import OnlineStoreUnavailableError
 from fti_assets.lib.streaming.event_log import EventLogUnavailableError
 from fti_assets.lib.streaming.processor import CONSUMER
 from fti_assets.lib.streaming.status import StreamStatus, newest_logged_at, stream_status

@@ -1,6 +1,6 @@
 """dbt: staging → intermediate → marts over the raw tables, run through Dagster.
 
-Marts are feature groups (see fti_assets/lib/feature_groups.py); dbt tests become asset checks.
+Marts are feature groups (see fti_assets/lib/features/groups.py); dbt tests become asset checks.
 Models tagged ``daily`` are incremental and partitioned by day: Dagster passes the partition
 window (FTI_WINDOW_START/END) and each model replaces those days (delete+insert in one
 transaction).
@@ -26,9 +26,9 @@ from packaging import version
 from fti_assets.dbt_env import write_env_file
 from fti_assets.defs.automation import daily_condition, reference_condition
 from fti_assets.defs.metadata import FEATURE_FRESHNESS, OWNERS, feature_group_metadata
-from fti_assets.lib.feature_groups import FEATURE_GROUPS
-from fti_assets.lib.offline_store import current_snapshot, lake_environment
-from fti_assets.lib.settings import PROJECT_ROOT
+from fti_assets.lib.core.settings import PROJECT_ROOT
+from fti_assets.lib.features.groups import FEATURE_GROUPS
+from fti_assets.lib.store.offline import current_snapshot, lake_environment
 from fti_assets.partitions import DAILY_TAG, daily_partitions, single_run
 from fti_assets.resources import OfflineStoreResource
 
@@ -179,7 +179,7 @@ def _keep_partial_parse(run_target: Path, project_target: Path) -> None:
     os.replace(tmp, project_target / "partial_parse.msgpack")  # atomic: readers see old or new
 
 
-# A dbt failure caused by a concurrent commit to the same lake table (see lib/offline_store).
+# A dbt failure caused by a concurrent commit to the same lake table (see lib/store/offline).
 _RETRYABLE_DBT_ERROR = re.compile(
     r"Failed to commit DuckLake transaction|conflict|database is locked", re.IGNORECASE
 )

@@ -40,12 +40,12 @@ LABEL_KNOWN = "label_known"
 
 @dataclass(frozen=True)
 class Columns:
-    """Column names of the scored rows and of the labels (defaults: the fraud tables)."""
+    """Column names of the scored rows and of the labels (each model's spec names its own)."""
 
-    key: str = "transaction_id"
-    probability: str = "fraud_probability"
-    prediction_time: str = "transaction_time"
-    label: str = "is_fraud"
+    key: str
+    probability: str
+    prediction_time: str
+    label: str
     reported_at: str = "reported_at"
 
 
@@ -154,7 +154,7 @@ def labels_as_of(
     *,
     as_of: datetime,
     maturity: timedelta,
-    columns: Columns = Columns(),
+    columns: Columns,
 ) -> pl.DataFrame:
     """The scored rows with their label as known ``as_of``.
 
@@ -253,7 +253,7 @@ def matured_performance(
     operating_threshold: float | None = None,
     slice_columns: Sequence[str] = (),
     reference: Mapping[str, float | None] | None = None,
-    columns: Columns = Columns(),
+    columns: Columns,
 ) -> PerformanceReport:
     """Performance of one day's scored rows on the labels known ``as_of``.
 

@@ -1,9 +1,9 @@
 """Bootstrap: each card's window state from the offline store, so no replay from the beginning.
 
-The streaming pipeline starts from the trailing :data:`~fti_assets.lib.windows.LOOKBACK` (30 days)
-of ``raw_transactions``, ending at its newest transaction: everything a window can still reach.
-Events in the log that are also in the offline store (same card and transaction id) are then
-duplicates and change nothing.
+The streaming pipeline starts from the trailing
+:data:`~fti_assets.lib.features.windows.LOOKBACK` (30 days) of ``raw_transactions``, ending at
+its newest transaction: everything a window can still reach. Events in the log that are also in
+the offline store (same card and transaction id) are then duplicates and change nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import timedelta
 
 import duckdb
 
-from fti_assets.lib.offline_store import quote_ident, read_frame
+from fti_assets.lib.features.windows import CARD_ID, LOOKBACK, TRANSACTION_ID, TRANSACTION_TIME
+from fti_assets.lib.store.offline import quote_ident, read_frame
 from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction
-from fti_assets.lib.windows import CARD_ID, LOOKBACK, TRANSACTION_ID, TRANSACTION_TIME
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from fti_assets.lib.store_urls import REDIS, backend_of, display_url, sqlite_path
+from fti_assets.lib.core.store_urls import REDIS, backend_of, display_url, sqlite_path
 
 EVENT_LOG_URL_SETTING = "FTI_EVENT_LOG_URL"
 _TABLE = "events"

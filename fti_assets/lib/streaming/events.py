@@ -1,8 +1,8 @@
 """Transaction events: what the service appends to the event log and the pipeline reads back.
 
 An event's payload is the scored transaction as a JSON object with the landing-file columns
-(:data:`~fti_assets.lib.domain.TRANSACTION_COLUMNS`), ``transaction_time`` as ISO 8601 with its
-offset. :func:`decode_transaction` checks exactly what the window features need and raises
+(:data:`~fti_assets.lib.ingest.domain.TRANSACTION_COLUMNS`), ``transaction_time`` as ISO 8601
+with its offset. :func:`decode_transaction` checks exactly what the window features need and raises
 :class:`InvalidEventError` naming the field otherwise, so that one bad event becomes one dead
 letter instead of stopping the pipeline.
 """
@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from fti_assets.lib.domain import TRANSACTION_COLUMNS
-from fti_assets.lib.windows import CARD_ID, TRANSACTION_ID, TRANSACTION_TIME, value_columns
+from fti_assets.lib.features.windows import CARD_ID, TRANSACTION_ID, TRANSACTION_TIME, value_columns
+from fti_assets.lib.ingest.domain import TRANSACTION_COLUMNS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)

@@ -2,7 +2,7 @@
 
 :class:`StreamProcessor` reads micro-batches from the :class:`~.event_log.EventLog` (as many
 events as are waiting, up to ``max_batch``), applies them to the :class:`~.state.CardStates` and
-commits, in ONE call of :meth:`~fti_assets.lib.online_store.OnlineStoreBackend.commit_stream`
+commits, in ONE call of :meth:`~fti_assets.lib.store.online.OnlineStoreBackend.commit_stream`
 (one SQLite transaction or one Redis Lua script):
 
 - the ``card_transaction_features`` row of every card the batch touched (the state after its
@@ -40,8 +40,9 @@ from typing import Any
 
 import orjson
 
-from fti_assets.lib.feature_groups import CARD_TRANSACTION_FEATURES, FeatureGroupSpec
-from fti_assets.lib.online_store import (
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
+from fti_assets.lib.store.group_spec import FeatureGroupSpec
+from fti_assets.lib.store.online import (
     DeadLetter,
     OnlineStoreBackend,
     StateEntry,

@@ -1,14 +1,14 @@
 """The streaming pipeline's window state: one :class:`CardWindows` per card, updated per event.
 
-Built from the declarations in :mod:`fti_assets.lib.windows` (the same ones the Polars batch
-path is built from), with the same semantics: a window ``w`` covers ``(T - w, T]`` where ``T``
+Built from the declarations in :mod:`fti_assets.lib.features.windows` (the same ones the Polars
+batch path is built from), with the same semantics: a window ``w`` covers ``(T - w, T]`` where ``T``
 is the card's latest transaction time; several transactions at one instant give the state after
 all of them, ordered by ``(transaction_time, transaction_id)``; money columns are summed as exact
 integer cents and turned into floats with the batch path's own arithmetic, so the rows equal the
 batch rows (the replay test compares every row, with its stated tolerance).
 
-:class:`~fti_assets.lib.windows.CardWindowState` recomputes every window from the card's whole
-history on each event (O(history)); at the goal of 20,000 events/s that is too slow, so this
+:class:`~fti_assets.lib.features.windows.CardWindowState` recomputes every window from the card's
+whole history on each event (O(history)); at the goal of 20,000 events/s that is too slow, so this
 class keeps running sums per window and moves a start index as time advances: O(1) amortised per
 event and window. Maximum and minimum are kept as a value, recomputed from the window only when
 the value leaving the window was the extreme.
@@ -28,8 +28,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction, from_us
-from fti_assets.lib.windows import (
+from fti_assets.lib.features.windows import (
     CARD_ID,
     CARD_LAST_VALUE_FEATURES,
     CARD_WINDOW_FEATURES,
@@ -39,6 +38,7 @@ from fti_assets.lib.windows import (
     PREV_TX_GAP_SECONDS,
     aggregate,
 )
+from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction, from_us
 
 _US = timedelta(microseconds=1)
 LOOKBACK_US = LOOKBACK // _US

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from fti_assets.lib.online_store import OnlineStoreBackend
+from fti_assets.lib.store.online import OnlineStoreBackend
 from fti_assets.lib.streaming.event_log import EventLog
 from fti_assets.lib.streaming.events import from_us, to_us
 

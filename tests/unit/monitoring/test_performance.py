@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from fti_assets.lib.monitoring.performance import (
+    Columns,
     LabelStatus,
     labels_as_of,
     matured_performance,
@@ -18,6 +19,12 @@ from fti_assets.lib.monitoring.performance import (
 
 DAY = datetime(2026, 9, 10, tzinfo=UTC)
 MATURITY = timedelta(days=30)
+COLUMNS = Columns(
+    key="transaction_id",
+    probability="fraud_probability",
+    prediction_time="transaction_time",
+    label="is_fraud",
+)
 
 
 def _day(rows: int = 4000, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
@@ -52,7 +59,9 @@ def _day(rows: int = 4000, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame, n
 def test_a_day_whose_labels_have_not_arrived_has_coverage_zero_and_no_figures() -> None:
     scored, labels, _ = _day()
 
-    report = matured_performance(scored, labels, as_of=DAY + timedelta(hours=23), maturity=MATURITY)
+    report = matured_performance(
+        scored, labels, as_of=DAY + timedelta(hours=23), maturity=MATURITY, columns=COLUMNS
+    )
 
     assert report.status is LabelStatus.NO_LABELS
     assert (report.label_coverage, report.labels_arrived, report.matured_rows) == (0.0, 0, 0)
@@ -68,6 +77,7 @@ def test_a_day_without_scored_rows() -> None:
         labels,
         as_of=DAY + timedelta(days=40),
         maturity=MATURITY,
+        columns=COLUMNS,
         reference={"pr_auc": 0.5},
     )
 
@@ -82,7 +92,7 @@ def test_partial_labels_give_provisional_figures_that_only_count_arrived_labels(
     arrived = labels.filter(pl.col("reported_at") <= as_of)["transaction_id"]
     y_now = scored["transaction_id"].is_in(arrived.implode()).to_numpy().astype(int)
 
-    report = matured_performance(scored, labels, as_of=as_of, maturity=MATURITY)
+    report = matured_performance(scored, labels, as_of=as_of, maturity=MATURITY, columns=COLUMNS)
 
     assert report.status is LabelStatus.PROVISIONAL
     assert 0 < report.labels_arrived == arrived.len() < y.sum()
@@ -103,11 +113,12 @@ def test_once_every_row_has_matured_the_figures_are_final_on_all_labels() -> Non
         labels,
         as_of=DAY + timedelta(days=31),  # the day's last row matures after DAY + 30 days
         maturity=MATURITY,
+        columns=COLUMNS,
         operating_threshold=0.3,
         reference={"pr_auc": 0.4, "brier": 0.05, "roc_auc": 0.9},
     )
     midway = DAY + MATURITY + timedelta(hours=12)
-    almost = matured_performance(scored, labels, as_of=midway, maturity=MATURITY)
+    almost = matured_performance(scored, labels, as_of=midway, maturity=MATURITY, columns=COLUMNS)
 
     assert report.status is LabelStatus.FINAL
     assert almost.status is LabelStatus.PROVISIONAL  # rows after noon have not matured
@@ -135,6 +146,7 @@ def test_slices_score_each_value_on_its_own_rows() -> None:
         labels,
         as_of=DAY + timedelta(days=31),
         maturity=MATURITY,
+        columns=COLUMNS,
         operating_threshold=0.3,
         slice_columns=["channel"],
     )
@@ -168,7 +180,9 @@ def test_the_latest_label_reported_by_as_of_wins() -> None:
     )
 
     def label(days: int) -> list[int]:
-        rows = labels_as_of(scored, labels, as_of=DAY + timedelta(days=days), maturity=MATURITY)
+        rows = labels_as_of(
+            scored, labels, as_of=DAY + timedelta(days=days), maturity=MATURITY, columns=COLUMNS
+        )
         return rows["label"].to_list()
 
     assert (label(1), label(3), label(6), label(9)) == ([0, 0], [1, 0], [0, 0], [0, 1])
@@ -187,13 +201,24 @@ def test_bad_input_names_the_problem() -> None:
     scored, labels, _ = _day(50)
 
     with pytest.raises(ValueError, match="timezone-aware"):
-        matured_performance(scored, labels, as_of=datetime(2026, 10, 1), maturity=MATURITY)
+        matured_performance(
+            scored, labels, as_of=datetime(2026, 10, 1), maturity=MATURITY, columns=COLUMNS
+        )
     with pytest.raises(ValueError, match=r"scored rows lack column\(s\) \['category'\]"):
         matured_performance(
-            scored, labels, as_of=DAY, maturity=MATURITY, slice_columns=["category"]
+            scored,
+            labels,
+            as_of=DAY,
+            maturity=MATURITY,
+            columns=COLUMNS,
+            slice_columns=["category"],
         )
     with pytest.raises(ValueError, match=r"labels lack column\(s\) \['reported_at'\]"):
-        matured_performance(scored, labels.drop("reported_at"), as_of=DAY, maturity=MATURITY)
+        matured_performance(
+            scored, labels.drop("reported_at"), as_of=DAY, maturity=MATURITY, columns=COLUMNS
+        )
     bad = scored.with_columns(pl.lit(1.5).alias("fraud_probability"))
     with pytest.raises(ValueError, match="probabilities in"):
-        matured_performance(bad, labels, as_of=DAY + timedelta(days=40), maturity=MATURITY)
+        matured_performance(
+            bad, labels, as_of=DAY + timedelta(days=40), maturity=MATURITY, columns=COLUMNS
+        )

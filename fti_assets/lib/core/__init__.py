@@ -1,0 +1,1 @@
+"""Settings, backend URLs and provenance: what every layer of lib may use."""

@@ -1,0 +1,1 @@
+"""Feature groups, windows, pipelines, on-demand features, views and the PIT join."""

@@ -1,0 +1,1 @@
+"""Batch scoring, online serving and the inference log."""

@@ -1,0 +1,1 @@
+"""The landing files' domain and contracts, and reading them into raw tables."""

@@ -1,0 +1,1 @@
+"""The model registry (SQLite, aliases, status) and the model artifact it stores."""

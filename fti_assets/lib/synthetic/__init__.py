@@ -1,0 +1,1 @@
+"""The synthetic world: the seeded generator and its release into landing/."""

@@ -1,0 +1,1 @@
+"""Training datasets, training, evaluation and gates, leakage, reproduction."""
