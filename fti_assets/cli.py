@@ -632,16 +632,20 @@ def scenario_drift(
         ),
     ] = 52,
     data_dir: Annotated[
-        Path, typer.Option(help="Scenario data folder (its world, lake, models, reports).")
+        Path,
+        typer.Option(
+            help="Scenario data folder (world, lake, models, reports, Dagster instance); a "
+            "previous scenario's folder is cleared first, any other non-empty folder refused."
+        ),
     ] = Path("data/scenario"),
-    out: Annotated[Path, typer.Option(help="Where scenario.json and the PNG go.")] = Path(
-        "data/scenario/out"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Where scenario.json, scenario.md and the PNG go.")
+    ] = Path("data/scenario/out"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
 ) -> None:
     """A world whose data drift from --drift-from, driven day by day through the platform's own
     sensors and automation (in-process, against a persistent instance): the timeline of
-    monitoring, retraining and promotion, as a table (or --json) and a PNG."""
+    monitoring, retraining and promotion, as a table (or --json), a PNG and a Markdown summary."""
     import contextlib
     import dataclasses
 
