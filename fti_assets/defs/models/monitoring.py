@@ -485,12 +485,12 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
             for day in days_of(context):
                 rows = _scored_rows(con, spec, day)
                 version = _latest_version(rows)
-                threshold = versions.operating_threshold(version) if version else None
-                if version is None or threshold is None:
-                    rows_out.append(
-                        {"day": day, "status": "no_rows" if version is None else "no_threshold"}
-                    )
+                if version is None:
+                    rows_out.append({"day": day, "status": "no_rows"})
                     continue
+                # Without an operating threshold (the test split never reached the target
+                # precision) PR-AUC and Brier are still estimated; precision/recall are None.
+                threshold = versions.operating_threshold(version)
                 probabilities = rows.filter(pl.col("model_version") == version)[PROBABILITY]
                 estimate = estimate_performance(probabilities.to_numpy(), threshold)
                 interval = estimate.pr_auc_interval or (None, None)

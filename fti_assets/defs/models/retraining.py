@@ -1,8 +1,10 @@
 """A model's retraining job and the sensor that turns a monitoring breach into exactly one run
 of it (dataset → model → evaluation → gates → champion)."""
 
+import functools
 import json
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -12,6 +14,7 @@ from fti_assets.defs.models.monitoring import (
     DRIFT_SUMMARY_TABLE,
     ESTIMATE_TABLE,
     PERFORMANCE_TABLE,
+    PROBABILITY,
 )
 from fti_assets.lib.monitoring.breach import BreachRules, find_breach, in_cooldown
 from fti_assets.lib.registry.model_registry import CHAMPION
@@ -62,6 +65,39 @@ def _landed_days(con) -> int:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _test_references_cached(folder: str, mtimes: tuple[float, float]) -> tuple[float | None, ...]:
+    from fti_assets.lib.monitoring.estimation import estimate_performance
+
+    path = Path(folder)
+    test_pr_auc = None
+    if mtimes[0]:
+        metrics = json.loads((path / "evaluation.json").read_text()).get("metrics") or {}
+        test_pr_auc = metrics.get("pr_auc")
+    test_expected = None
+    if mtimes[1]:
+        scores = pl.read_parquet(path / "test_scores.parquet", columns=[PROBABILITY])
+        test_expected = estimate_performance(scores[PROBABILITY].to_numpy(), None).expected_pr_auc
+    return (None if test_pr_auc is None else float(test_pr_auc)), test_expected
+
+
+def _test_references(folder: Path) -> tuple[float | None, float | None]:
+    """The champion's realized PR-AUC on its test split (its evaluation) and the performance
+    estimator's PR-AUC on the same test-split scores (written by its prediction-drift report):
+    the like-for-like references of the realized and the estimated rules. None when missing."""
+
+    def mtime(name: str) -> float:
+        try:
+            return (folder / name).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    test_pr_auc, test_expected = _test_references_cached(
+        str(folder), (mtime("evaluation.json"), mtime("test_scores.parquet"))
+    )
+    return test_pr_auc, test_expected
+
+
 def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
     rules = BreachRules(
         drift_share_threshold=spec.monitoring.drift_share_threshold,
@@ -83,7 +119,8 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
             f"Retrains {spec.name} when monitoring breaches its rules: feature drift on "
             f"{rules.drift_days} consecutive days (share ≥ {rules.drift_share_threshold:.0%}), "
             f"or estimated or matured PR-AUC (mean of {rules.drift_days} days) below "
-            f"{1 - rules.pr_auc_drop:.0%} of the champion's held-out PR-AUC; only days after "
+            f"{1 - rules.pr_auc_drop:.0%} of the champion's own figure on its test split "
+            "(realized, or estimated the same way); only days after "
             "the champion's training data count. Exactly one run per breach (run key), none "
             f"within {rules.cooldown_days} data days of the last request (cursor). Also trains "
             f"the first version once {first_training_days} days landed."
@@ -112,10 +149,15 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
             verify=False,
         )  # fmt: skip
         since = datetime.fromisoformat(manifest["label"]["cutoff"]).date()
+        test_pr_auc, test_expected_pr_auc = _test_references(
+            data_dir.layout.reports_dir / spec.name / f"v{champion.version}"
+        )
         breach = find_breach(
             model=spec.name,
             champion_version=champion.version,
             reference_pr_auc=float(reference),
+            test_pr_auc=test_pr_auc,
+            test_expected_pr_auc=test_expected_pr_auc,
             since=since,
             drift=frames[DRIFT_SUMMARY_TABLE],
             estimates=frames[ESTIMATE_TABLE],

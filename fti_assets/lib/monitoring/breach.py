@@ -100,8 +100,11 @@ def drift_breach(
 def performance_breach(
     rows: pl.DataFrame, kind: str, value: str, day_column: str, model: str,
     champion_version: int, reference_pr_auc: float, rules: BreachRules,
+    reference_name: str = "validation PR-AUC",
 ) -> Breach | None:  # fmt: skip
-    """The champion's newest ``drift_days`` values of ``value``, averaged, below the floor."""
+    """The champion's newest ``drift_days`` values of ``value``, averaged, below the floor
+    (``1 - pr_auc_drop`` x ``reference_pr_auc``, the like-for-like figure of the champion on
+    data it was not fitted on)."""
     usable = rows.filter(
         (pl.col("model_version") == champion_version) & pl.col(value).is_not_null()
     ).sort(day_column)
@@ -116,7 +119,7 @@ def performance_breach(
     return Breach(
         model, kind, last, last, champion_version,
         f"{value} {mean:.3f} over {first}..{last} < floor {floor:.3f} ({1 - rules.pr_auc_drop:.0%}"
-        f" of the champion's {reference_pr_auc:.3f})",
+        f" of the champion's {reference_name} {reference_pr_auc:.3f})",
     )  # fmt: skip
 
 
@@ -137,18 +140,37 @@ def find_breach(
     estimates: pl.DataFrame,
     performance: pl.DataFrame,
     rules: BreachRules,
+    test_pr_auc: float | None = None,
+    test_expected_pr_auc: float | None = None,
 ) -> Breach | None:
     """The first breach found, in the order drift, estimated performance, final performance,
-    on the days from ``since`` (the first day after the champion's training data)."""
+    on the days from ``since`` (the first day after the champion's training data).
+
+    Each performance rule compares like with like when it can: realized PR-AUC against the
+    champion's realized PR-AUC on its test split (``test_pr_auc``), the estimate against the
+    same estimator run on the champion's test-split scores (``test_expected_pr_auc``). The
+    validation PR-AUC (``reference_pr_auc``) is the fallback: it is optimistic, early stopping
+    chose the model on that split."""
+    estimated_reference, estimated_name = (
+        (test_expected_pr_auc, "estimated test PR-AUC")
+        if test_expected_pr_auc is not None
+        else (reference_pr_auc, "validation PR-AUC")
+    )
+    realized_reference, realized_name = (
+        (test_pr_auc, "test PR-AUC")
+        if test_pr_auc is not None
+        else (reference_pr_auc, "validation PR-AUC")
+    )
     return (
         drift_breach(drift.filter(pl.col("day") >= since), model, champion_version, rules)
         or performance_breach(
             estimates.filter(pl.col("day") >= since), "estimated_performance",
-            "expected_pr_auc", "day", model, champion_version, reference_pr_auc, rules,
+            "expected_pr_auc", "day", model, champion_version, estimated_reference, rules,
+            estimated_name,
         )
         or performance_breach(
             performance.filter(pl.col("final") & (pl.col("scored_day") >= since)),
-            "performance", "pr_auc", "scored_day", model, champion_version, reference_pr_auc,
-            rules,
+            "performance", "pr_auc", "scored_day", model, champion_version, realized_reference,
+            rules, realized_name,
         )
     )  # fmt: skip

@@ -40,8 +40,8 @@ _BATCH_CELLS = 1 << 22  # draws x rows per batch: ~40 MB of random numbers and l
 @dataclass(frozen=True)
 class PerformanceEstimate:
     rows: int
-    threshold: float
-    flagged: int  # rows with p >= threshold
+    threshold: float | None  # None: no operating threshold (PR-AUC and Brier only)
+    flagged: int  # rows with p >= threshold (0 without one)
     expected_positives: float
     expected_precision: float | None  # None when nothing is flagged
     expected_recall: float | None  # None when no draw has a positive
@@ -125,17 +125,20 @@ def average_precision_of_draws(
 
 def estimate_performance(
     probabilities: ArrayLike,
-    threshold: float,
+    threshold: float | None,
     *,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
 ) -> PerformanceEstimate:
-    """Expected precision/recall at ``threshold`` (flag ``p >= threshold``), PR-AUC and Brier."""
-    _check_threshold(threshold)
+    """Expected precision/recall at ``threshold`` (flag ``p >= threshold``), PR-AUC and Brier.
+    Without a threshold (a version whose test split never reached the target precision) the
+    PR-AUC and Brier are still estimated; precision and recall are None."""
+    if threshold is not None:
+        _check_threshold(threshold)
     if samples < 2:
         raise ValueError(f"samples must be at least 2; got {samples}")
     p = _probabilities(probabilities)
-    flagged = int((p >= threshold).sum())
+    flagged = int((p >= threshold).sum()) if threshold is not None else 0
     empty = PerformanceEstimate(
         rows=p.size,
         threshold=threshold,
@@ -159,7 +162,7 @@ def estimate_performance(
     return PerformanceEstimate(
         **{
             **asdict(empty),
-            "expected_recall": float(recall[drawn].mean()),
+            "expected_recall": float(recall[drawn].mean()) if threshold is not None else None,
             "expected_pr_auc": float(ap[drawn].mean()),
             "pr_auc_interval": (float(low), float(high)),
         }

@@ -97,3 +97,26 @@ def test_cooldown_counts_data_days_from_the_last_request() -> None:
     assert not in_cooldown(breach, None, RULES)
     assert in_cooldown(breach, breach.day - timedelta(days=4), RULES)
     assert not in_cooldown(breach, breach.day - timedelta(days=5), RULES)
+
+
+def test_each_rule_compares_with_the_champions_like_for_like_test_figure() -> None:
+    """The estimate is judged against the same estimator on the champion's test scores, the
+    realized figure against its realized test PR-AUC; the (optimistic) validation PR-AUC only
+    when those are missing."""
+    estimates = pl.DataFrame(
+        {"day": [D0, D0 + timedelta(days=1)], "model_version": [1, 1],
+         "expected_pr_auc": [0.25, 0.25]}
+    )  # fmt: skip
+    no_performance = pl.DataFrame(
+        schema={"scored_day": pl.Date, "model_version": pl.Int64, "final": pl.Boolean,
+                "pr_auc": pl.Float64}
+    )  # fmt: skip
+    args = {"model": "m", "champion_version": 1, "drift": _drift([0.1]), "rules": RULES,
+            "estimates": estimates, "performance": no_performance, "since": D0}  # fmt: skip
+    # Against a validation PR-AUC of 0.6 (floor 0.45) an estimate of 0.25 looks like a breach...
+    fallback = find_breach(reference_pr_auc=0.6, **args)
+    assert fallback is not None and "validation PR-AUC 0.600" in fallback.detail
+    # ...but the same estimator gave 0.3 on the champion's own test scores (floor 0.225).
+    assert find_breach(reference_pr_auc=0.6, test_expected_pr_auc=0.3, **args) is None
+    lower = find_breach(reference_pr_auc=0.6, test_expected_pr_auc=0.4, **args)
+    assert lower is not None and "estimated test PR-AUC 0.400" in lower.detail

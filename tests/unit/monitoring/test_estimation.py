@@ -120,3 +120,13 @@ def test_bad_input_names_the_problem() -> None:
         compare_with_realized(estimate, p[:50], y[:50])
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
         compare_with_realized(estimate, p, y * 2)
+
+
+def test_without_a_threshold_pr_auc_and_brier_are_still_estimated() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.beta(0.5, 10, 5_000)
+    estimate = estimate_performance(p, None)
+    assert estimate.threshold is None and estimate.flagged == 0
+    assert estimate.expected_precision is None and estimate.expected_recall is None
+    assert estimate.expected_pr_auc == estimate_performance(p, 0.5).expected_pr_auc
+    assert estimate.expected_brier is not None
