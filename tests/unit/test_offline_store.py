@@ -13,6 +13,7 @@ import pytest
 from fti_assets.lib.core.settings import LakeConfig, LegacySettingError, Settings, lake_from_env
 from fti_assets.lib.store.offline import (
     LakeCommitError,
+    LakeSchemaError,
     OfflineStoreMissingError,
     Replacement,
     SnapshotNotFoundError,
@@ -249,3 +250,45 @@ def test_connections_draw_no_progress_bar(lake: LakeConfig) -> None:
     """A long query must not write DuckDB's progress bar into a CLI's or a subprocess's stdout."""
     with connection(lake) as con:
         assert con.execute("select current_setting('enable_progress_bar')").fetchone() == (False,)
+
+
+def test_maintenance_retries_a_locked_catalog(lake: LakeConfig) -> None:
+    """Maintenance runs beside the day's writers: a commit that meets a locked catalog or a
+    conflict is retried, not a failed step (seen when "Materialize all" included
+    lake_maintenance: "Failed to flush changes into DuckLake: database is locked")."""
+
+    class Busy:  # the lake connection, whose first merge meets a locked catalog
+        def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+            self.con, self.failures = con, 0
+
+        def execute(self, sql: str, *args: object) -> duckdb.DuckDBPyConnection:
+            if "merge_adjacent" in sql and self.failures == 0:
+                self.failures += 1
+                raise duckdb.TransactionException(
+                    "Failed to commit DuckLake transaction: database is locked"
+                )
+            return self.con.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.con, name)
+
+    with connection(lake) as con:
+        for day in range(4):
+            _write(con, day, [float(day)])
+        busy = Busy(con)
+        report = maintain(busy, keep=set(), retention=timedelta(0))  # type: ignore[arg-type]
+        assert busy.failures == 1 and report.files_after == 1
+        assert read_frame(con, "select count(*) from t").item() == 4
+
+
+def test_a_table_of_an_earlier_release_is_named_with_what_it_lacks(lake: LakeConfig) -> None:
+    """A lake table created by an earlier release (here without the partition column) gets an
+    error naming the table, the missing columns and how to rebuild; nothing is written."""
+    with connection(lake) as con:
+        old = pl.DataFrame({"scored_at": [1], "probability": [0.5]})
+        replace_partitions(con, [Replacement("predictions", old, "scored_at = ?", (1,))])
+        before = current_snapshot(con)
+        new = pl.DataFrame({"score_day": [2], "probability": [0.7]})
+        with pytest.raises(LakeSchemaError, match=r"'predictions'.*\['score_day'\].*make clean"):
+            replace_partitions(con, [Replacement("predictions", new, "score_day = ?", (2,))])
+        assert current_snapshot(con) == before

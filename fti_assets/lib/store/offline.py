@@ -290,6 +290,24 @@ class Replacement:
     create_if_missing: bool = True
 
 
+class LakeSchemaError(ValueError):
+    """A lake table lacks columns the code writes (it was created by an earlier release)."""
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> None:
+    existing = [
+        d[0] for d in con.execute(f"select * from {quote_ident(table)} limit 0").description
+    ]
+    missing = [c for c in columns if c not in existing]
+    if missing:
+        raise LakeSchemaError(
+            f"lake table {table!r} has no column(s) {missing} that this code writes; it has "
+            f"{existing}. It was created by an earlier release of this table: rebuild the data "
+            "folder (`make clean && make demo`), or drop the table from a lake connection "
+            f"(`drop table {quote_ident(table)}`) and materialize it again."
+        )
+
+
 def replace_partitions(
     con: duckdb.DuckDBPyConnection,
     replacements: Sequence[Replacement],
@@ -314,6 +332,8 @@ def replace_partitions(
                 if not rep.create_if_missing:
                     continue  # nothing to replace, and this frame does not define the table
                 con.execute(f"create table {ident} as select * from incoming limit 0")
+            else:
+                _check_columns(con, rep.table, rep.frame.columns)
             con.execute(f"delete from {ident} where {rep.where}", list(rep.params))
             con.execute(f"insert into {ident} by name select * from incoming")
 
@@ -446,6 +466,9 @@ def snapshots(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     )
 
 
+MAINTENANCE_RETRY_S = 120.0
+
+
 def maintain(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -473,18 +496,25 @@ def maintain(
         and row["snapshot_id"] not in keep
         and row["snapshot_id"] != newest
     ]
-    con.execute(f"call ducklake_merge_adjacent_files({_literal(LAKE_ALIAS)})")
+
+    def run(sql: str, params: list | None = None) -> list[tuple]:
+        # Each call is its own commit and runs beside the day's writers (a "Materialize all"
+        # includes this asset): a conflict or a locked catalog is retried, as commits are.
+        return _retry(
+            lambda: con.execute(sql, params).fetchall(), f"lake maintenance: {sql}",
+            MAINTENANCE_RETRY_S,
+        )  # fmt: skip
+
+    run(f"call ducklake_merge_adjacent_files({_literal(LAKE_ALIAS)})")
     if expire:
-        con.execute(
-            "select * from ducklake_expire_snapshots(?, versions => ?)", [LAKE_ALIAS, expire]
-        ).fetchall()
-    removed = con.execute(
+        run("select * from ducklake_expire_snapshots(?, versions => ?)", [LAKE_ALIAS, expire])
+    removed = run(
         "select count(*) from ducklake_cleanup_old_files(?, cleanup_all => true)", [LAKE_ALIAS]
-    ).fetchone()[0]
-    orphans = con.execute(
+    )[0][0]
+    orphans = run(
         "select count(*) from ducklake_delete_orphaned_files(?, older_than => ?)",
         [LAKE_ALIAS, now - orphan_age],
-    ).fetchone()[0]
+    )[0][0]
     files_after, bytes_after = _file_stats(con)
     return MaintenanceReport(
         files_before=files_before,
