@@ -259,10 +259,15 @@ def _retry(
             delay = min(delay * 2, 1.0)
 
 
+# Tables are found through duckdb_columns(), not information_schema.tables / duckdb_tables():
+# those ask every DuckLake table for its storage statistics, and DuckLake 1.4.4 can fail on a
+# table another process is creating at that moment ("INTERNAL Error: Calling GetValueInternal
+# on a value that is NULL", after which the process aborts); seen in the two-writer test.
+# Every table and view has at least one column.
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     rows = con.execute(
-        "select 1 from information_schema.tables where table_catalog = current_database() "
-        "and table_schema = 'main' and table_name = ?",
+        "select 1 from duckdb_columns() where database_name = current_database() "
+        "and schema_name = 'main' and table_name = ? limit 1",
         [table],
     ).fetchall()
     return bool(rows)
@@ -271,8 +276,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 def list_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Every table and view of the lake's main schema, sorted."""
     rows = con.execute(
-        "select table_name from information_schema.tables where table_catalog = "
-        "current_database() and table_schema = 'main' order by table_name"
+        "select distinct table_name from duckdb_columns() where database_name = "
+        "current_database() and schema_name = 'main' order by table_name"
     ).fetchall()
     return [name for (name,) in rows]
 
@@ -331,9 +336,10 @@ def replace_partitions(
             if not table_exists(con, rep.table):
                 if not rep.create_if_missing:
                     continue  # nothing to replace, and this frame does not define the table
-                con.execute(f"create table {ident} as select * from incoming limit 0")
-            else:
-                _check_columns(con, rep.table, rep.frame.columns)
+                # A new table is created with its rows in one statement: nothing to delete.
+                con.execute(f"create table {ident} as select * from incoming")
+                continue
+            _check_columns(con, rep.table, rep.frame.columns)
             con.execute(f"delete from {ident} where {rep.where}", list(rep.params))
             con.execute(f"insert into {ident} by name select * from incoming")
 
