@@ -300,8 +300,13 @@ class LakeSchemaError(ValueError):
 
 
 def _check_columns(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> None:
-    existing = [
-        d[0] for d in con.execute(f"select * from {quote_ident(table)} limit 0").description
+    existing = [  # from the catalog, not by planning a scan (see table_exists)
+        name
+        for (name,) in con.execute(
+            "select column_name from duckdb_columns() where database_name = current_database() "
+            "and schema_name = 'main' and table_name = ? order by column_index",
+            [table],
+        ).fetchall()
     ]
     missing = [c for c in columns if c not in existing]
     if missing:
