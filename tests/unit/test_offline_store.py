@@ -5,6 +5,7 @@ import sys
 import textwrap
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -149,19 +150,43 @@ _READER = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-def test_two_writer_processes_and_a_reader_share_one_lake(lake: LakeConfig) -> None:
+# DuckLake 1.4.4 can fail a query planned while another process commits, with an internal
+# error on a table's statistics (upstream: duckdb/ducklake PR #1370, issue #1473); the process
+# then aborts. Seen about once in 5-15 runs of this test. A round that died of exactly that is
+# run again on a fresh lake (at most 3 rounds); any other failure fails the test at once.
+DUCKLAKE_STATS_BUG = "Calling GetValueInternal on a value that is NULL"
+
+
+def _two_writers_and_a_reader(lake: LakeConfig) -> tuple[list[int], list[str], Any]:
     with connection(lake) as con:
         _write(con, 0, [0.0] * 50)  # "t" exists before the writers start; they race to create "u"
     args = [lake.catalog, lake.data_path]
     writers = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, *args, str(w), "25"]) for w in (1, 2)
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, *args, str(w), "25"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in (1, 2)
     ]
     reader = subprocess.run(
         [sys.executable, "-c", _READER, *args, "4"], capture_output=True, text=True, check=False
     )
-    assert [w.wait(timeout=120) for w in writers] == [0, 0]
-    assert reader.returncode == 0, reader.stderr
+    errors = [w.communicate(timeout=120)[1] for w in writers]
+    return [w.returncode for w in writers], errors, reader
+
+
+@pytest.mark.slow
+def test_two_writer_processes_and_a_reader_share_one_lake(tmp_path: Path) -> None:
+    for attempt in range(3):
+        lake = LakeConfig.under(tmp_path / f"lake{attempt}")
+        codes, errors, reader = _two_writers_and_a_reader(lake)
+        stderr = "".join(errors) + reader.stderr
+        if (codes != [0, 0] or reader.returncode != 0) and DUCKLAKE_STATS_BUG in stderr:
+            continue  # the upstream bug above, not ours: a fresh round
+        break
+    assert codes == [0, 0], "".join(errors)[-3000:]
+    assert reader.returncode == 0, reader.stderr[-3000:]
     assert int(reader.stdout) > 0
     with connection(lake, read_only=True) as con:
         per_day = read_frame(con, "select day, count(*) as n, sum(v) as s from t group by day")
