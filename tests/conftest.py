@@ -47,11 +47,22 @@ def data_layer(tmp_path: Path, tiny_landing: Path, monkeypatch: pytest.MonkeyPat
     return data_dir
 
 
+def missing_system_program(reason: str) -> None:
+    """A system program a test needs is missing: skip, saying why — unless the run requires the
+    system packages (FTI_REQUIRE_SYSTEM_PACKAGES=1, set by `make test` as root, after `make
+    install` apt-got them), where a missing program is a failed test, not a silent skip."""
+    if os.environ.get("FTI_REQUIRE_SYSTEM_PACKAGES") == "1":
+        pytest.fail(
+            f"{reason} (FTI_REQUIRE_SYSTEM_PACKAGES=1: make install should have installed it)"
+        )
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One real redis-server per test process, on a free port of 127.0.0.1."""
     if redis_server_binary() is None:
-        pytest.skip(SKIP_REASON)
+        missing_system_program(SKIP_REASON)
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()

@@ -29,7 +29,7 @@ from fti_assets.lib.core.settings import PROJECT_ROOT, LakeConfig
 from fti_assets.lib.store.offline import connect
 from fti_assets.lib.store.postgres_server import LocalPostgres, find_server_binaries
 from tests import lake_workers
-from tests.conftest import TINY_START
+from tests.conftest import TINY_START, missing_system_program
 from tests.test_pipeline import FEATURE_PIPELINES, _run, _tables
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("postgres")]
@@ -49,7 +49,7 @@ def _free_port() -> int:
 def postgres() -> Iterator[LocalPostgres]:
     """A real server with password authentication, on a free port."""
     if find_server_binaries() is None:
-        pytest.skip("PostgreSQL server binaries not found: run make install as root")
+        missing_system_program("PostgreSQL server binaries not found: run make install as root")
     # Not under pytest's tmp_path: as root, the server runs as another user, who cannot enter
     # pytest's private (0700) folders.
     root = Path(tempfile.mkdtemp(prefix="fti-postgres-"))
@@ -250,7 +250,7 @@ def test_postgres_up_and_down_are_idempotent_and_print_what_to_export(tmp_path: 
     """`make postgres-up` / `postgres-down` (scripts/postgres.py) on a server of their own,
     without a password (trust on 127.0.0.1); the data survives a restart."""
     if find_server_binaries() is None:
-        pytest.skip("PostgreSQL server binaries not found: run make install as root")
+        missing_system_program("PostgreSQL server binaries not found: run make install as root")
     root = Path(tempfile.mkdtemp(prefix="fti-postgres-up-"))
     env = {
         **os.environ,

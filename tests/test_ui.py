@@ -38,7 +38,7 @@ import pytest
 
 from fti_assets.definitions import defs
 from fti_assets.lib.core.settings import PROJECT_ROOT
-from tests.conftest import TINY_DAYS, TINY_START
+from tests.conftest import TINY_DAYS, TINY_START, missing_system_program
 from tests.processes import fti_env
 from tests.test_pipeline import FEATURE_PIPELINES, TRAINING_CONFIG, _run
 from tests.ui_client import (
@@ -162,7 +162,7 @@ def _materialize_all(nodes: list[dict[str, Any]], day: str) -> dict[str, Any]:
 def test_the_ui_in_a_browser(data_layer: Path, tmp_path: Path) -> None:
     chromium = chromium_binary()
     if chromium is None:
-        pytest.skip(CHROMIUM_SKIP_REASON)
+        missing_system_program(CHROMIUM_SKIP_REASON)
     started = time.monotonic()
     timings: dict[str, float] = {}
     home = _instance_home(tmp_path)
