@@ -210,6 +210,16 @@ def _latest_version(rows: pl.DataFrame) -> int | None:
     return int(rows.get_column("model_version").max())
 
 
+def _newest_scores(con, spec: ModelSpec, day: date) -> tuple[int | None, pl.DataFrame]:
+    """The day's rows scored by the newest version that scored it (a day rescored after a
+    promotion holds both versions' rows), and that version; (None, empty) when unscored."""
+    rows = _scored_rows(con, spec, day)
+    version = _latest_version(rows)
+    if version is None:
+        return None, rows
+    return version, rows.filter(pl.col("model_version") == version)
+
+
 def _report_url(data_dir: DataDirResource, path: Path) -> dg.MetadataValue:
     relative = path.relative_to(data_dir.layout.reports_dir)
     return dg.MetadataValue.url(f"{data_dir.reports_url.rstrip('/')}/{relative.as_posix()}")
@@ -260,15 +270,12 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         writer = _WindowWriter(spec.name, days_of(context))
         with offline_store.connection() as con:
             for day in days:
-                rows = _scored_rows(con, spec, day)
-                version = _latest_version(rows)
+                version, rows = _newest_scores(con, spec, day)
                 if version is None:
                     summaries.append({"day": day, "status": "no_rows", "model_version": None})
                     continue
                 entry = versions.get(version)
-                current = rows.filter(pl.col("model_version") == version).select(
-                    list(entry["kinds"])
-                )
+                current = rows.select(list(entry["kinds"]))
                 result = detect_drift(
                     entry["reference"], current, entry["kinds"],
                     drift_share=settings.drift_share_threshold,
@@ -400,13 +407,12 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         writer = _WindowWriter(spec.name, days_of(context))
         with offline_store.connection() as con:
             for day in days_of(context):
-                rows = _scored_rows(con, spec, day)
-                version = _latest_version(rows)
+                version, rows = _newest_scores(con, spec, day)
                 if version is None:
                     rows_out.append({"day": day, "status": "no_rows"})
                     continue
                 reference = versions.test_scores(version).select(PROBABILITY)
-                current = rows.filter(pl.col("model_version") == version).select(PROBABILITY)
+                current = rows.select(PROBABILITY)
                 column = detect_drift(reference, current, {PROBABILITY: "numeric"}).column(
                     PROBABILITY
                 )
@@ -483,15 +489,14 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         writer = _WindowWriter(spec.name, days_of(context))
         with offline_store.connection() as con:
             for day in days_of(context):
-                rows = _scored_rows(con, spec, day)
-                version = _latest_version(rows)
+                version, rows = _newest_scores(con, spec, day)
                 if version is None:
                     rows_out.append({"day": day, "status": "no_rows"})
                     continue
                 # Without an operating threshold (the test split never reached the target
                 # precision) PR-AUC and Brier are still estimated; precision/recall are None.
                 threshold = versions.operating_threshold(version)
-                probabilities = rows.filter(pl.col("model_version") == version)[PROBABILITY]
+                probabilities = rows[PROBABILITY]
                 estimate = estimate_performance(probabilities.to_numpy(), threshold)
                 interval = estimate.pr_auc_interval or (None, None)
                 row = {
