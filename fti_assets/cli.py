@@ -622,8 +622,11 @@ def scenario_drift(
     days: Annotated[int, typer.Option(help="Days in the world.")] = 88,
     drift_from: Annotated[int, typer.Option(help="Day index (0-based) drift starts.")] = 57,
     drift_kind: Annotated[
-        str, typer.Option(help="covariate (amounts, channel mix) | concept (new fraud pattern).")
-    ] = "concept",
+        str,
+        typer.Option(
+            help="covariate (amounts, channel mix) | concept (a new fraud pattern) | both."
+        ),
+    ] = "both",
     initial_days: Annotated[
         int,
         typer.Option(
@@ -657,8 +660,12 @@ def scenario_drift(
         write_outputs,
     )
 
-    if drift_kind not in ("covariate", "concept"):
-        raise typer.BadParameter(f"--drift-kind {drift_kind!r}: expected covariate or concept")
+    from fti_assets.lib.synthetic.generator import DRIFT_KINDS
+
+    if drift_kind not in DRIFT_KINDS:
+        raise typer.BadParameter(
+            f"--drift-kind {drift_kind!r}: expected one of {', '.join(DRIFT_KINDS)}"
+        )
     config = ScenarioConfig(
         seed=seed, cards=cards, days=days, drift_from=drift_from, drift_kind=drift_kind,
         initial_days=initial_days,

@@ -38,6 +38,7 @@ from fti_assets.lib.core.settings import Settings
 from fti_assets.lib.store.offline import connection, read_frame, table_exists
 from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
 from fti_assets.lib.synthetic.world import advance
+from fti_assets.specs.models import MODELS
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class ScenarioConfig:
     merchants: int = 200
     days: int = 88
     drift_from: int = 57
-    drift_kind: str = "concept"
+    drift_kind: str = "both"
     start: date = date(2026, 7, 1)
     # Days released before the loop starts watching (a platform that already has history): the
     # first model is trained once 51 days landed (30 warm-up + 14 label maturity + 7 of examples).
@@ -510,7 +511,8 @@ def plot_timeline(rows: list[DayRow], config: ScenarioConfig, path: Path) -> Pat
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     days = frame["day"].to_list()
     top.plot(days, frame["drift_share"].to_list(), marker=".", label="share of drifted features")
-    top.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="drift threshold")
+    threshold = MODELS[MODEL].monitoring.drift_share_threshold
+    top.axhline(threshold, color="grey", linestyle=":", linewidth=1, label="drift threshold")
     top.set_ylabel("drift share")
     bottom.plot(
         days,
