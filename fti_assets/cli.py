@@ -652,6 +652,7 @@ def scenario_drift(
     import contextlib
     import dataclasses
 
+    from fti_assets.lib.synthetic.generator import DRIFT_KINDS
     from fti_assets.scenario import (
         ScenarioConfig,
         model_versions,
@@ -659,8 +660,6 @@ def scenario_drift(
         scenario_environment,
         write_outputs,
     )
-
-    from fti_assets.lib.synthetic.generator import DRIFT_KINDS
 
     if drift_kind not in DRIFT_KINDS:
         raise typer.BadParameter(

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from fti_assets.defs.transform.assets import dbt_resource
@@ -179,6 +180,12 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) 
         evaluation = _materialized(result, "fraud_model_evaluation")
         assert evaluation["test_pr_auc"] > 0 and evaluation["oracle_pr_auc"] > 0
         assert _materialized(result, "fraud_predictions")["model_version"] == 1
+        # The backfill scored its days in chunks (one feature read and PIT join per chunk): a
+        # day scored alone gives every example the same probability.
+        middle = TINY_START + timedelta(days=TINY_DAYS // 2)
+        backfilled = _scores(middle)
+        assert _run(middle, middle, selection=["fraud_predictions"], instance=instance).success
+        assert backfilled.height > 0 and _scores(middle).equals(backfilled)
         _assert_monitoring(result, data_layer, instance)
 
         # `fti models reproduce`: rebuilding the dataset version and retraining gives the same
@@ -257,6 +264,16 @@ def test_whole_graph_then_gates_and_rescoring(data_layer: Path, tmp_path: Path) 
         )
         con.close()
         assert versions["model_version"].to_list() == [5]
+
+
+def _scores(day: date) -> pl.DataFrame:
+    with connection(_lake(), read_only=True) as con:
+        return read_frame(
+            con,
+            "select example_id, model_version, probability from fraud_predictions "
+            "where score_day = ? order by example_id",
+            [day],
+        )
 
 
 def _assert_monitoring(result, data_layer: Path, instance: dg.DagsterInstance) -> None:
