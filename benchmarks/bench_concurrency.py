@@ -41,7 +41,6 @@ from typing import Any
 from benchmarks.common import Section, cli_main, machine_load, percentiles
 from benchmarks.world import ROOT, World, ensure_trained, prepared
 from fti_assets.lib.core.settings import LakeConfig
-from fti_assets.lib.features.groups import FEATURE_GROUPS
 from fti_assets.lib.registry.model_registry import ModelRegistry
 from fti_assets.lib.store.offline import (
     Replacement,
@@ -51,6 +50,7 @@ from fti_assets.lib.store.offline import (
     read_frame,
     replace_partitions,
 )
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
 BIN = Path(sys.executable).parent
 SCRATCH = "bench_backfill_transactions"

@@ -50,11 +50,13 @@ from benchmarks.common import Section, cli_main, percentiles
 from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
 from fti_assets.lib.features.on_demand import FEATURE_INPUTS, REQUEST_COLUMNS, compute_on_demand_row
 from fti_assets.lib.inference.log import read_inference_logs
-from fti_assets.lib.inference.serving import ChampionModel, FeatureAssembler, online_groups
+from fti_assets.lib.inference.serving import ChampionModel, FeatureAssembler
 from fti_assets.lib.ingest.domain import CATEGORIES, CHANNELS
 from fti_assets.lib.registry.model_registry import ModelRegistry
 from fti_assets.lib.store.online import OnlineStore
+from fti_assets.specs.feature_groups import online_groups
 from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
+from fti_assets.specs.inference_log import SERVICE_LOG
 from fti_assets.specs.labels import FRAUD_LABEL
 from tests.unit.test_serving import random_group_frame, register, train_small_model
 
@@ -624,7 +626,7 @@ def _measure(
                 section.notes.append(f"{workers} workers, {label}: CPU per worker {split}")
     finally:
         server.stop()
-    logs = read_inference_logs(settings.layout.inference_log_dir)
+    logs = read_inference_logs(settings.layout.inference_log_dir, SERVICE_LOG)
     section.notes.append(
         f"{workers} worker(s): the inference log holds {logs.height:,} records for {sent:,} "
         "requests sent, read after the SIGTERM shutdown"
@@ -699,7 +701,7 @@ def http_section(settings: Settings, bodies: list[dict[str, Any]], sizes: dict) 
 def _logged(settings: Settings) -> int:
     # The logger flushes every 0.5 s; wait for the previous scenario's records to land.
     time.sleep(1.0)
-    return read_inference_logs(settings.layout.inference_log_dir).height
+    return read_inference_logs(settings.layout.inference_log_dir, SERVICE_LOG).height
 
 
 def run(scale: str) -> list[Section]:

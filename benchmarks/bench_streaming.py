@@ -53,7 +53,6 @@ from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
 from fti_assets.lib.core.store_urls import REDIS, SQLITE, sqlite_url
 from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
 from fti_assets.lib.features.windows import build_card_transaction_features
-from fti_assets.lib.inference.serving import online_groups
 from fti_assets.lib.monitoring.skew import compare_vectors
 from fti_assets.lib.store.online import OnlineStoreBackend, open_online_store
 from fti_assets.lib.streaming.event_log import open_event_log
@@ -61,6 +60,7 @@ from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction, encode_t
 from fti_assets.lib.streaming.processor import BatchReport, StreamConfig, StreamProcessor
 from fti_assets.lib.streaming.state import CardStates
 from fti_assets.lib.synthetic.generator import GeneratorConfig, generate
+from fti_assets.specs.feature_groups import online_groups
 from tests.redis_server import RedisServer, redis_server_binary
 
 SCALES: dict[str, dict[str, Any]] = {

@@ -295,7 +295,7 @@ def features_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every feature group: key, version, online flag, source and features."""
-    from fti_assets.lib.features.groups import FEATURE_GROUPS
+    from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
     rows = [
         {
@@ -388,7 +388,7 @@ def features_get(
 
 
 def _group_spec(group: str):
-    from fti_assets.lib.features.groups import FEATURE_GROUPS
+    from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
     spec = FEATURE_GROUPS.get(group)
     if spec is None:

@@ -5,7 +5,7 @@ import dataclasses
 import dagster as dg
 
 from fti_assets.definitions import defs
-from fti_assets.lib.features.groups import FEATURE_GROUPS
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
 
 def _graph():

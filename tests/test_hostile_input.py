@@ -26,7 +26,6 @@ from typer.testing import CliRunner, Result
 
 from fti_assets.cli import app as cli
 from fti_assets.lib.core.settings import Settings
-from fti_assets.lib.features.groups import FEATURE_GROUPS
 from fti_assets.lib.registry.model_registry import ModelRegistry
 from fti_assets.lib.store.offline import (
     Replacement,
@@ -38,6 +37,7 @@ from fti_assets.lib.store.offline import (
 )
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.service.app import create_app
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 from tests.unit.test_serving import group_tables, register, train_small_model, write_online_store
 
 GROUP = "card_profile_features"

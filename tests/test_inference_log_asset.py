@@ -25,7 +25,7 @@ def _record(i: int, now: datetime) -> dict:
         "model_name": "fraud_model",
         "model_version": 1,
         "model_sha256": "ab",
-        "fraud_probability": 0.01 * i,
+        "probability": 0.01 * i,
         "latency_ms": 1.5,
         "fallback": False,
         "unknown_entities": [],

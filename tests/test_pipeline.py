@@ -14,11 +14,11 @@ import pytest
 from fti_assets.defs.transform.assets import dbt_resource
 from fti_assets.demo import materialize_graph
 from fti_assets.lib.core.settings import LakeConfig, Settings
-from fti_assets.lib.features.groups import FEATURE_GROUPS
 from fti_assets.lib.registry.model_registry import ModelRegistry
 from fti_assets.lib.store.offline import connect, connection, read_frame
 from fti_assets.lib.training.reproduce import reproduce
 from fti_assets.resources import ModelGatesResource, default_resources
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 from fti_assets.specs.feature_views import view_of_model
 from fti_assets.specs.labels import FRAUD_LABEL
 from fti_assets.specs.models import model_spec

@@ -27,7 +27,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fti_assets.lib.core.settings import PROJECT_ROOT, Settings
-from fti_assets.lib.features.groups import CARD_PROFILE_FEATURES
 from fti_assets.lib.features.on_demand import ON_DEMAND_NAMES, compute_on_demand
 from fti_assets.lib.inference.log import read_inference_logs
 from fti_assets.lib.ingest.domain import MAX_AMOUNT
@@ -36,7 +35,9 @@ from fti_assets.lib.registry.predictor import Predictor
 from fti_assets.lib.store.online import OnlineStore
 from fti_assets.lib.training.train import TrainParams, TrainResult, train_model
 from fti_assets.service.app import create_app
+from fti_assets.specs.feature_groups import CARD_PROFILE_FEATURES
 from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
+from fti_assets.specs.inference_log import SERVICE_LOG
 from tests.unit.test_serving import (
     assembler_for,
     group_tables,
@@ -491,12 +492,10 @@ def test_logged_vectors_are_the_ones_scored(client: TestClient, settings: Settin
     batch = client.post("/predict/batch", json={"transactions": requests}).json()["predictions"]
     client.__exit__(None, None, None)  # shut the app down: the lifespan flushes the log
 
-    logs = read_inference_logs(settings.layout.inference_log_dir)
+    logs = read_inference_logs(settings.layout.inference_log_dir, SERVICE_LOG)
     assert logs.height == 6
     assert logs["transaction_id"].to_list() == ["tx-1", "tx-2", "tx-3"] * 2
-    assert logs["fraud_probability"].to_list() == [
-        r["fraud_probability"] for r in responses + batch
-    ]
+    assert logs["probability"].to_list() == [r["fraud_probability"] for r in responses + batch]
     assert logs["model_version"].to_list() == [1] * 6
     assert logs["unknown_entities"].to_list()[1] == ["card_id=c4", "merchant_id=m3"]
     assert logs["transaction_time"][2] == datetime.fromisoformat("2026-09-12T10:30:00+00:00")
@@ -537,7 +536,7 @@ def test_logged_on_demand_features_equal_the_offline_computation(
     client.post("/predict", json=BODY)
     client.post("/predict", json={**BODY, "transaction_id": "tx-2", "card_id": "c4"})
     client.__exit__(None, None, None)
-    logs = read_inference_logs(settings.layout.inference_log_dir)
+    logs = read_inference_logs(settings.layout.inference_log_dir, SERVICE_LOG)
     assert logs.height == 2
     for features in logs["features"]:
         served = orjson.loads(features)
@@ -603,9 +602,9 @@ def test_uvicorn_process_serves_and_flushes_the_log_on_sigterm(settings: Setting
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert process.returncode in (0, -signal.SIGTERM), output.decode()
     assert b"Application shutdown complete" in output
-    logs = read_inference_logs(settings.layout.inference_log_dir)
+    logs = read_inference_logs(settings.layout.inference_log_dir, SERVICE_LOG)
     assert logs["transaction_id"].to_list() == ["tx-1"]
-    assert logs["fraud_probability"][0] == response.json()["fraud_probability"]
+    assert logs["probability"][0] == response.json()["fraud_probability"]
 
 
 def test_started_app_takes_its_long_lived_objects_out_of_gc_scans(settings: Settings) -> None:

@@ -28,12 +28,13 @@ from fti_assets.lib.core.store_urls import REDIS, SQLITE
 from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
 from fti_assets.lib.features.windows import build_card_transaction_features
 from fti_assets.lib.inference.log import read_inference_logs
-from fti_assets.lib.inference.serving import online_groups
 from fti_assets.lib.store.online import open_online_store
 from fti_assets.lib.streaming.event_log import open_event_log
 from fti_assets.lib.streaming.events import VALUE_COLUMNS, Transaction, to_us
 from fti_assets.lib.streaming.processor import StreamProcessor
 from fti_assets.service.app import create_app
+from fti_assets.specs.feature_groups import online_groups
+from fti_assets.specs.inference_log import SERVICE_LOG
 from tests.processes import fti_env
 from tests.test_service import BODY, _free_port, _wait_until_up, copy_data
 from tests.test_service import models as models  # noqa: F401 - fixture
@@ -81,7 +82,7 @@ def history() -> list[Transaction]:
 
 
 def logged_vectors(settings: Settings) -> dict[str, dict]:
-    logs = read_inference_logs(settings.layout.inference_log_dir)
+    logs = read_inference_logs(settings.layout.inference_log_dir, SERVICE_LOG)
     return {
         tx: orjson.loads(features)
         for tx, features in zip(logs["transaction_id"], logs["features"], strict=True)

@@ -376,7 +376,7 @@ class PredictionService:
             model_name=model.name,
             model_version=model.version,
             model_sha256=model.sha256,
-            fraud_probability=probability,
+            probability=probability,
             latency_ms=latency_ms,
             fallback=assembled.fallback,
             unknown_entities=assembled.unknown_entities,

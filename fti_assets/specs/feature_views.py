@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fti_assets.lib.features import on_demand as od
-from fti_assets.lib.features.groups import FEATURE_GROUPS
 from fti_assets.lib.features.views import (
     FeatureSelection,
     FeatureView,
@@ -24,6 +23,7 @@ from fti_assets.lib.features.views import (
     view_from_dict,
 )
 from fti_assets.lib.registry.model_registry import ModelRegistry, ModelVersion
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
 LOCK_PATH = Path(__file__).with_name("feature_views.lock.json")
 

@@ -16,10 +16,10 @@ import uuid
 import duckdb
 import polars as pl
 
-from fti_assets.lib.features.groups import MERCHANT_DAILY_FEATURES
 from fti_assets.lib.features.views import col
 from fti_assets.lib.store.offline import table_exists
 from fti_assets.lib.training.leakage import DEFAULT_SAMPLE_ROWS, LeakageRules, RecountCheck, row_id
+from fti_assets.specs.feature_groups import MERCHANT_DAILY_FEATURES
 
 MERCHANT_GROUP = MERCHANT_DAILY_FEATURES.name
 KNOWN_FRAUD = col(MERCHANT_GROUP, "known_fraud_30d")

@@ -15,6 +15,7 @@ import polars as pl
 from fti_assets.lib.inference.log import log_files, read_inference_logs
 from fti_assets.lib.store.online import OnlineStore
 from fti_assets.lib.training.datasets import frame_sha256, list_datasets, load_dataset
+from fti_assets.specs.inference_log import SERVICE_LOG
 from tests.crash.store_operations import (
     DATASET_NAME,
     LOG_DIR,
@@ -118,7 +119,7 @@ def check_inference_log(workdir: Path) -> int:
     for writer, lines in lines_by_writer.items():
         twice = [line[:40] for line, n in Counter(lines).items() if n > 1]
         assert not twice, f"logger {writer} wrote {len(twice)} records twice: {twice[:3]}"
-    logged = read_inference_logs(workdir / LOG_DIR)
+    logged = read_inference_logs(workdir / LOG_DIR, SERVICE_LOG)
     assert logged.height == whole, f"read {logged.height} records of {whole} whole lines"
     wanted = {f"tx{n:07d}" for n in range(acknowledged(workdir))}
     lost = wanted - set(logged["transaction_id"])

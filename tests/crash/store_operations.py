@@ -179,7 +179,7 @@ def log_record(number: int) -> dict[str, Any]:
         "model_name": "fraud_model",
         "model_version": 1 + number // 10_000,
         "model_sha256": "0" * 64,
-        "fraud_probability": (number * 104_729 % 10_007) / 10_007,
+        "probability": (number * 104_729 % 10_007) / 10_007,
         "latency_ms": 1.0 + number % 13,
         "fallback": number % 50 == 0,
         "unknown_entities": [] if number % 40 else ["merchant"],

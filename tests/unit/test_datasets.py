@@ -21,11 +21,6 @@ import polars as pl
 import pytest
 
 from fti_assets.lib.core.settings import LakeConfig
-from fti_assets.lib.features.groups import (
-    CARD_PROFILE_FEATURES,
-    FEATURE_GROUPS,
-    MERCHANT_DAILY_FEATURES,
-)
 from fti_assets.lib.features.views import FeatureSelection, FeatureView, ResolvedView, resolve
 from fti_assets.lib.features.windows import (
     build_card_transaction_features,
@@ -40,6 +35,11 @@ from fti_assets.lib.training.datasets import (
     list_datasets,
     load_dataset,
     write_dataset,
+)
+from fti_assets.specs.feature_groups import (
+    CARD_PROFILE_FEATURES,
+    FEATURE_GROUPS,
+    MERCHANT_DAILY_FEATURES,
 )
 from fti_assets.specs.feature_views import CARD_TRANSACTION_CONTEXT, FRAUD_FEATURES, resolved
 from fti_assets.specs.labels import FRAUD_LABEL, landed_cutoff

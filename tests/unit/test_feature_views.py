@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from fti_assets.lib.features.groups import FEATURE_GROUPS
 from fti_assets.lib.features.views import (
     FeatureSelection,
     FeatureView,
@@ -16,6 +15,7 @@ from fti_assets.lib.features.views import (
     view_from_dict,
     write_lock,
 )
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 from fti_assets.specs.feature_views import CARD_RISK_FEATURES, FRAUD_FEATURES, ON_DEMAND_SETS
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fti_assets.lib.features.groups import MERCHANT_DAILY_FEATURES
 from fti_assets.lib.store.offline import connect
 from fti_assets.lib.training.datasets import BuildInfo
 from fti_assets.lib.training.leakage import LeakageReport
 from fti_assets.lib.training.leakage import check_leakage as _check_leakage
+from fti_assets.specs.feature_groups import MERCHANT_DAILY_FEATURES
 from fti_assets.specs.leakage import FRAUD_DOMAIN_RULES
 from tests.unit.test_datasets import (
     CARD_TX,

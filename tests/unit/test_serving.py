@@ -16,19 +16,12 @@ import polars as pl
 import pytest
 
 from fti_assets.lib.core.settings import LakeConfig
-from fti_assets.lib.features.groups import (
-    CARD_DAILY_FEATURES,
-    CARD_PROFILE_FEATURES,
-    CARD_TRANSACTION_FEATURES,
-    FEATURE_GROUPS,
-    MERCHANT_DAILY_FEATURES,
-    MERCHANT_PROFILE_FEATURES,
-)
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
 from fti_assets.lib.features.on_demand import col, compute_on_demand
 from fti_assets.lib.features.vectors import join_features
 from fti_assets.lib.features.views import FeatureView, ResolvedView, resolve
 from fti_assets.lib.features.windows import build_card_transaction_features
-from fti_assets.lib.inference.serving import ChampionModel, FeatureAssembler, online_groups
+from fti_assets.lib.inference.serving import ChampionModel, FeatureAssembler
 from fti_assets.lib.ingest.domain import AGE_BANDS, CATEGORIES, CHANNELS, RISK_PROFILES
 from fti_assets.lib.registry import model_registry as registry_module
 from fti_assets.lib.registry.model_registry import ModelRegistry
@@ -36,6 +29,14 @@ from fti_assets.lib.store.group_spec import FeatureGroupSpec, FeatureSpec
 from fti_assets.lib.store.offline import connect
 from fti_assets.lib.store.online import OnlineStore
 from fti_assets.lib.training.train import TrainParams, TrainResult, train_model
+from fti_assets.specs.feature_groups import (
+    CARD_DAILY_FEATURES,
+    CARD_PROFILE_FEATURES,
+    FEATURE_GROUPS,
+    MERCHANT_DAILY_FEATURES,
+    MERCHANT_PROFILE_FEATURES,
+    online_groups,
+)
 from fti_assets.specs.feature_views import FRAUD_FEATURES, resolved
 
 VIEW = resolved(FRAUD_FEATURES)

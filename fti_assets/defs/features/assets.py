@@ -17,11 +17,12 @@ from fti_assets.defs.metadata import (
     feature_group_metadata,
     frame_preview,
 )
-from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
 from fti_assets.lib.features.pipelines import latest_offline_rows, refresh_card_transaction_features
 from fti_assets.lib.store.offline import current_snapshot
 from fti_assets.partitions import DAILY_TAGS, daily_partitions, lookback_dep, single_run
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource, online_store_kind
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
 
 @dg.asset(

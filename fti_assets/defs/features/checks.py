@@ -13,11 +13,11 @@ the conditions read.
 
 import dagster as dg
 
-from fti_assets.lib.features.groups import FEATURE_GROUPS
 from fti_assets.lib.features.pipelines import online_offline_mismatches
 from fti_assets.lib.store.group_spec import FeatureGroupSpec
 from fti_assets.lib.store.offline import quote_ident, read_frame, table_exists
 from fti_assets.resources import OfflineStoreResource, OnlineStoreResource
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
 
 def _contract_check(spec: FeatureGroupSpec) -> dg.AssetChecksDefinition:

@@ -11,6 +11,7 @@ from fti_assets.lib.inference.log import read_inference_logs
 from fti_assets.lib.store.offline import Replacement, replace_partitions
 from fti_assets.partitions import DAILY_TAGS, log_partitions, single_run
 from fti_assets.resources import DataDirResource, OfflineStoreResource
+from fti_assets.specs.inference_log import SERVICE_LOG
 
 # The service appends to its log all day: today's and yesterday's partitions are reloaded every
 # 15 minutes (each replaced atomically), so the day's requests reach monitoring while it runs.
@@ -42,9 +43,13 @@ def inference_log(
     window = context.partition_time_window
     day, frames = window.start.date(), []
     while day < window.end.date():
-        frames.append(read_inference_logs(data_dir.layout.inference_log_dir, day))
+        frames.append(read_inference_logs(data_dir.layout.inference_log_dir, SERVICE_LOG, day))
         day = day + timedelta(days=1)
-    logs = pl.concat(frames) if frames else read_inference_logs(data_dir.layout.inference_log_dir)
+    logs = (
+        pl.concat(frames)
+        if frames
+        else read_inference_logs(data_dir.layout.inference_log_dir, SERVICE_LOG)
+    )
     with offline_store.connection() as con:
         snapshot = replace_partitions(
             con,

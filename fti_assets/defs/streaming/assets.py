@@ -13,8 +13,9 @@ from datetime import timedelta
 import dagster as dg
 
 from fti_assets.defs.metadata import OWNERS, feature_group_metadata
-from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES, FEATURE_GROUPS
+from fti_assets.lib.features.groups import CARD_TRANSACTION_FEATURES
 from fti_assets.resources import event_log_kind, online_store_kind
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
 # The pipeline applies events within milliseconds; a report older than this means it is down or
 # far behind (with traffic flowing), so the card velocity features served are stale.

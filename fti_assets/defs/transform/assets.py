@@ -27,10 +27,10 @@ from fti_assets.dbt_env import write_env_file
 from fti_assets.defs.automation import daily_condition, reference_condition
 from fti_assets.defs.metadata import FEATURE_FRESHNESS, OWNERS, feature_group_metadata
 from fti_assets.lib.core.settings import PROJECT_ROOT
-from fti_assets.lib.features.groups import FEATURE_GROUPS
 from fti_assets.lib.store.offline import current_snapshot, lake_environment
 from fti_assets.partitions import DAILY_TAG, daily_partitions, single_run
 from fti_assets.resources import OfflineStoreResource
+from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 

@@ -21,9 +21,10 @@ normal stop (SIGTERM/SIGINT through uvicorn) loses nothing. If the queue holds `
 records (the disk stalls), further records are dropped and counted instead of blocking
 requests or growing memory without bound.
 
-A record (see :data:`LOG_SCHEMA`): the request fields, model name/version/sha256,
-``fraud_probability``, ``latency_ms``, ``fallback``, ``unknown_entities``, ``stale_groups``,
-``features`` (the exact feature vector used, a JSON object) and ``logged_at`` (UTC, added by
+A record: the request fields (the service's, named by a :class:`LogSchema`), then the same
+fields for every service (:data:`RECORD_COLUMNS`): model name/version/sha256, ``probability``,
+``latency_ms``, ``fallback``, ``unknown_entities``, ``stale_groups``, ``features`` (the exact
+feature vector used, a JSON object) and ``logged_at`` (UTC, added by
 :meth:`InferenceLogger.log` when absent).
 """
 
@@ -35,6 +36,7 @@ import os
 import threading
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -48,21 +50,13 @@ DAY_DIR_PREFIX = "date="
 _DUMP_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_SERIALIZE_NUMPY
 _UTC_US = pl.Datetime("us", "UTC")
 
-# Columns of read_inference_logs(), as read from the JSON lines (times are ISO text there).
-LOG_SCHEMA: dict[str, pl.DataType] = {
-    "transaction_id": pl.String(),
-    "card_id": pl.String(),
-    "merchant_id": pl.String(),
-    "amount": pl.Float64(),
-    "category": pl.String(),
-    "channel": pl.String(),
-    "transaction_time": pl.String(),
-    "lat": pl.Float64(),
-    "lon": pl.Float64(),
+# The columns of every record after the request's, as read from the JSON lines (times are ISO
+# text there).
+RECORD_COLUMNS: dict[str, pl.DataType] = {
     "model_name": pl.String(),
     "model_version": pl.Int64(),
     "model_sha256": pl.String(),
-    "fraud_probability": pl.Float64(),
+    "probability": pl.Float64(),
     "latency_ms": pl.Float64(),
     "fallback": pl.Boolean(),
     "unknown_entities": pl.List(pl.String()),
@@ -70,7 +64,39 @@ LOG_SCHEMA: dict[str, pl.DataType] = {
     "features": pl.String(),  # the feature vector as a JSON object text
     "logged_at": pl.String(),
 }
-TIME_COLUMNS = ("transaction_time", "logged_at")
+
+
+@dataclass(frozen=True)
+class LogSchema:
+    """What one service logs: its request fields (name -> type as read from JSON; times as
+    ISO text, listed in ``request_times``), then :data:`RECORD_COLUMNS`. ``renamed`` maps a
+    column's name in older log files to its name now (read as the new one)."""
+
+    request: Mapping[str, pl.DataType]
+    request_times: tuple[str, ...] = ()
+    renamed: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clash = sorted(set(self.request) & set(RECORD_COLUMNS))
+        unknown = sorted(set(self.request_times) - set(self.request))
+        if clash:
+            raise ValueError(f"log schema: request fields {clash} clash with the record's columns")
+        if unknown:
+            raise ValueError(f"log schema: request_times {unknown} are not request fields")
+
+    @property
+    def columns(self) -> dict[str, pl.DataType]:
+        return {**self.request, **RECORD_COLUMNS}
+
+    @property
+    def time_columns(self) -> tuple[str, ...]:
+        return (*self.request_times, "logged_at")
+
+    @property
+    def read_columns(self) -> dict[str, pl.DataType]:
+        """The columns read from a file: the current ones and the old names of renamed ones."""
+        columns = self.columns
+        return {**columns, **{old: columns[new] for old, new in self.renamed.items()}}
 
 
 def _default(value: Any) -> Any:
@@ -264,35 +290,49 @@ def log_files(directory: Path, day: date | None = None) -> list[Path]:
     return [p for folder in folders if folder.is_dir() for p in sorted(folder.glob("*.jsonl"))]
 
 
-def read_inference_logs(directory: Path, day: date | None = None) -> pl.DataFrame:
+def read_inference_logs(
+    directory: Path, schema: LogSchema, day: date | None = None
+) -> pl.DataFrame:
     """Every record of one UTC day (all days when ``day`` is None), sorted by ``logged_at``.
 
-    Columns are :data:`LOG_SCHEMA`'s, with ``transaction_time`` and ``logged_at`` as
-    ``Datetime("us", "UTC")`` and ``features`` as JSON text. A line that is not valid JSON (the
-    partial last line of a crashed writer, or one being appended right now) is skipped with a
-    warning.
+    Columns are ``schema``'s, with its time columns as ``Datetime("us", "UTC")`` and
+    ``features`` as JSON text; a column an older file holds under its old name is read as the
+    new one. A line that is not valid JSON (the partial last line of a crashed writer, or one
+    being appended right now) is skipped with a warning.
     """
-    frames = [_read_file(path) for path in log_files(directory, day)]
+    frames = [_read_file(path, schema) for path in log_files(directory, day)]
     frames = [f for f in frames if f.height]
-    frame = pl.concat(frames) if frames else pl.DataFrame(schema=LOG_SCHEMA)
+    frame = pl.concat(frames) if frames else _empty(schema)
     frame = frame.with_columns(
-        pl.col(c).str.to_datetime(time_unit="us", time_zone="UTC") for c in TIME_COLUMNS
+        pl.col(c).str.to_datetime(time_unit="us", time_zone="UTC") for c in schema.time_columns
     )
     return frame.sort("logged_at", maintain_order=True)
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def _empty(schema: LogSchema) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema.columns)
+
+
+def _current(frame: pl.DataFrame, schema: LogSchema) -> pl.DataFrame:
+    """``frame`` (read with the old names too) with each renamed column under its new name."""
+    return frame.with_columns(
+        pl.coalesce(new, old).alias(new) for old, new in schema.renamed.items()
+    ).select(list(schema.columns))
+
+
+def _read_file(path: Path, schema: LogSchema) -> pl.DataFrame:
     if path.stat().st_size == 0:
-        return pl.DataFrame(schema=LOG_SCHEMA)
+        return _empty(schema)
     try:
         # Polars writes a nested object read into a String column back as JSON text.
-        return pl.read_ndjson(path, schema=LOG_SCHEMA)
+        return _current(pl.read_ndjson(path, schema=schema.read_columns), schema)
     except pl.exceptions.ComputeError:
-        return _read_file_tolerant(path)
+        return _read_file_tolerant(path, schema)
 
 
-def _read_file_tolerant(path: Path) -> pl.DataFrame:
+def _read_file_tolerant(path: Path, schema: LogSchema) -> pl.DataFrame:
     rows, bad = [], 0
+    names = list(schema.read_columns)
     for line in path.read_bytes().splitlines():
         if not line.strip():
             continue
@@ -304,10 +344,10 @@ def _read_file_tolerant(path: Path) -> pl.DataFrame:
         if not isinstance(record, Mapping):
             bad += 1
             continue
-        row = {name: record.get(name) for name in LOG_SCHEMA}
+        row = {name: record.get(name) for name in names}
         if row["features"] is not None and not isinstance(row["features"], str):
             row["features"] = orjson.dumps(row["features"]).decode()
         rows.append(row)
     if bad:
         logger.warning("inference log %s: skipped %d line(s) that are not JSON records", path, bad)
-    return pl.DataFrame(rows, schema=LOG_SCHEMA, orient="row")
+    return _current(pl.DataFrame(rows, schema=schema.read_columns, orient="row"), schema)

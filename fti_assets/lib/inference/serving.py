@@ -15,7 +15,7 @@ that fills the training data. Rules, the same as the point-in-time join's:
   error.
 
 :class:`ChampionModel` holds the :class:`~fti_assets.lib.registry.predictor.Predictor` of a model
-alias (``champion`` of ``fraud_model``) and the feature view that version was trained on. It reads
+alias (e.g. ``champion`` of ``fraud_model``) and the feature view that version was trained on. It reads
 the registry's ``aliases.json``, and at most every ``check_interval_s`` it stats that file (and,
 given the registry's SQLite file, reads the model's alias-history number there, read-only: WAL
 readers never wait for writers); when either changed and the alias names another version, it
@@ -40,7 +40,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fti_assets.lib.features.groups import FEATURE_GROUPS
 from fti_assets.lib.features.views import ResolvedView, col
 from fti_assets.lib.registry.model_registry import (
     ALIAS_FILE,
@@ -54,11 +53,6 @@ from fti_assets.lib.store.group_spec import FeatureGroupSpec
 from fti_assets.lib.store.online import NotFound, OnlineRow, OnlineStoreBackend
 
 logger = logging.getLogger(__name__)
-
-
-def online_groups() -> list[FeatureGroupSpec]:
-    """The feature groups the online store serves, in their registry order."""
-    return [spec for spec in FEATURE_GROUPS.values() if spec.online]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """LightGBM hyperparameters, importable without LightGBM (the Dagster definitions use them).
 
 One set of defaults serves the library (:func:`fti_assets.lib.training.train.train_model`), the
-``fraud_model`` asset's ``dg.Config`` (which takes its defaults from here) and ``fti models
+model assets' ``dg.Config`` (which takes its defaults from here) and ``fti models
 reproduce``. The defaults were chosen on the validation split of the default demo data (never on
 the test split): small trees with many rows per leaf and L2 regularisation, since the positive class
 is rare.
