@@ -15,8 +15,8 @@ that fills the training data. Rules, the same as the point-in-time join's:
   error.
 
 :class:`ChampionModel` holds the :class:`~fti_assets.lib.registry.predictor.Predictor` of a model
-alias (e.g. ``champion`` of ``fraud_model``) and the feature view that version was trained on. It reads
-the registry's ``aliases.json``, and at most every ``check_interval_s`` it stats that file (and,
+alias (e.g. ``champion`` of ``fraud_model``) and the feature view that version was trained
+on. It reads the registry's ``aliases.json``, and at most every ``check_interval_s`` it stats that file (and,
 given the registry's SQLite file, reads the model's alias-history number there, read-only: WAL
 readers never wait for writers); when either changed and the alias names another version, it
 loads that version (sha256 checked) and its view, and swaps them in with one attribute

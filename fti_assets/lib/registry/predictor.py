@@ -231,7 +231,8 @@ def _as_polars(frame: pl.DataFrame | pd.DataFrame | pa.Table) -> pl.DataFrame:
 
 
 class Predictor:
-    """A loaded model artifact: validates and encodes inputs, returns positive-class probabilities."""
+    """A loaded model artifact: validates and encodes inputs, returns the positive class's
+    probabilities."""
 
     def __init__(
         self,

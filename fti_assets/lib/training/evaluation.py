@@ -1,6 +1,8 @@
-"""Scoring metrics for a binary classifier of a rare event, per slice, and the plots that go with them.
+"""Scoring metrics for a binary classifier of a rare event, per slice, and the plots that go
+with them.
 
-Positives are rare (fraud, say), so the headline metrics are rank-based and focused on the positive class:
+Positives are rare (fraud, say), so the headline metrics are rank-based and focused on the
+positive class:
 PR-AUC (average precision) and recall at a fixed precision. Brier score and a calibration table
 say whether the probabilities can be read as probabilities.
 
