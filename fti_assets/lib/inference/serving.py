@@ -15,16 +15,15 @@ that fills the training data. Rules, the same as the point-in-time join's:
   error.
 
 :class:`ChampionModel` holds the :class:`~fti_assets.lib.registry.predictor.Predictor` of a model
-alias (e.g. ``champion`` of ``fraud_model``) and the feature view that version was trained
-on. It reads the registry's ``aliases.json``, and at most every ``check_interval_s`` it stats that file (and,
-given the registry's SQLite file, reads the model's alias-history number there, read-only: WAL
-readers never wait for writers); when either changed and the alias names another version, it
-loads that version (sha256 checked) and its view, and swaps them in with one attribute
-assignment, so a promote or rollback is picked up without a restart — model and features move
-together. A file that is behind the registry (a process killed between the registry's commit
-and the file's rewrite) is bypassed: the aliases are read from the database until the registry
-repairs the file. A version that fails to load leaves the previous one serving and is reported
-by :meth:`status`.
+alias (e.g. ``champion`` of ``fraud_model``) and the feature view that version was trained on. It
+reads the registry's ``aliases.json``, and at most every ``check_interval_s`` it stats that file
+(and, given the registry's SQLite file, reads the model's alias-history number there, read-only: WAL
+readers never wait for writers); when either changed and the alias names another version, it loads
+that version (sha256 checked) and its view, and swaps them in with one attribute assignment, so a
+promote or rollback is picked up without a restart — model and features move together. A file that
+is behind the registry (a process killed between the registry's commit and the file's rewrite) is
+bypassed: the aliases are read from the database until the registry repairs the file. A version that
+fails to load leaves the previous one serving and is reported by :meth:`status`.
 """
 
 from __future__ import annotations
