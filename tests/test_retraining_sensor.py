@@ -20,7 +20,7 @@ from fti_assets.resources import DataDirResource, ModelRegistryResource, Offline
 from fti_assets.specs.models import FRAUD_MODEL
 from tests.unit.synthetic import synthetic_frame
 
-SPEC = FRAUD_MODEL  # drift rule: share >= 0.5 on 2 consecutive days; cooldown 7 days
+SPEC = FRAUD_MODEL  # drift rule: share >= 0.3 on 2 consecutive days; cooldown 7 days
 D0 = date(2026, 9, 1)
 
 
@@ -134,6 +134,26 @@ def test_one_run_per_breach_across_evaluations_a_restart_and_a_cooldown(world) -
     drift([0.9, 0.9], version, start=later)
     [again] = _requests(evaluate(cursor))
     assert again.run_key == f"fraud_model:drift:{later}:v{version}"
+
+
+def test_a_breach_found_during_the_cooldown_asks_once_the_cooldown_is_over(world) -> None:
+    register, drift, landed, evaluate = world
+    version = register()
+    drift([0.6, 0.7], version)  # a breach, detected on day 1
+    first = evaluate(None)
+    [request] = _requests(first)
+    # The drift stops, then a new streak starts on day 4, within the cooldown (days 1..7)...
+    drift([0.6, 0.7, 0.1, 0.1, 0.8, 0.8], version)
+    skipped = evaluate(first.cursor)
+    assert _requests(skipped) == [] and "cooldown" in skipped.skip_message
+    # ...and lasts: it asks on the first day after the cooldown, not never (its detection day,
+    # day 5, stays inside the cooldown whatever day it is now).
+    drift([0.6, 0.7, 0.1, 0.1, 0.8, 0.8, 0.9, 0.9], version)
+    assert _requests(evaluate(first.cursor)) == []  # day 7: the cooldown's last day
+    drift([0.6, 0.7, 0.1, 0.1, 0.8, 0.8, 0.9, 0.9, 0.9], version)
+    [late] = _requests(evaluate(first.cursor))
+    assert late.run_key == f"fraud_model:drift:{D0 + timedelta(days=4)}:v{version}"
+    assert late.run_key != request.run_key
 
 
 def test_a_new_champion_starts_afresh(world) -> None:

@@ -166,16 +166,18 @@ def retraining_sensor(spec: ModelSpec, job: AssetJob) -> dg.SensorDefinition:
         )
         if breach is None:
             return dg.SkipReason(f"no breach for champion v{champion.version} since {since}")
-        last = cursor.get("last_request_day")
-        if in_cooldown(breach, date.fromisoformat(last) if last else None, rules):
-            return dg.SkipReason(
-                f"{breach.kind} breach on {breach.day} within the {rules.cooldown_days}-day "
-                f"cooldown of the request on {last}"
-            )
         if breach.key in cursor.get("requested", []):
             return dg.SkipReason(f"breach {breach.key} was already turned into a run")
-        # The cooldown counts from the newest day monitored when the request is made.
+        last = cursor.get("last_request_day")
+        # The cooldown counts from the newest day monitored when the request is made, and
+        # ends on the newest day monitored now.
         newest = frames[DRIFT_SUMMARY_TABLE]["day"].max() or breach.day
+        if in_cooldown(breach, date.fromisoformat(last) if last else None, rules, newest):
+            return dg.SkipReason(
+                f"{breach.kind} breach {breach.key} (detected {breach.day}) within the "
+                f"{rules.cooldown_days}-day cooldown of the request on {last}; newest monitored "
+                f"day {newest}"
+            )
         cursor = {
             "last_request_day": max(newest, breach.day).isoformat(),
             "requested": [*cursor.get("requested", [])[-50:], breach.key],

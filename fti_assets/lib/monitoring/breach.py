@@ -123,11 +123,19 @@ def performance_breach(
     )  # fmt: skip
 
 
-def in_cooldown(breach: Breach, last_request_day: date | None, rules: BreachRules) -> bool:
-    """Whether a retraining was requested less than ``cooldown_days`` (data days) before."""
+def in_cooldown(
+    breach: Breach, last_request_day: date | None, rules: BreachRules, today: date | None = None
+) -> bool:
+    """Whether a retraining was requested less than ``cooldown_days`` (data days) before
+    ``today``, the newest monitored day (by default the day the breach was detected).
+
+    A breach found during the cooldown is not forgotten: while it still holds, it asks once the
+    cooldown is over (its detection day stays that of its streak, so the cooldown is judged on
+    the newest day, not on that one)."""
     if last_request_day is None:
         return False
-    return breach.day < last_request_day + timedelta(days=rules.cooldown_days)
+    day = max(breach.day, today) if today is not None else breach.day
+    return day < last_request_day + timedelta(days=rules.cooldown_days)
 
 
 def find_breach(

@@ -97,6 +97,11 @@ def test_cooldown_counts_data_days_from_the_last_request() -> None:
     assert not in_cooldown(breach, None, RULES)
     assert in_cooldown(breach, breach.day - timedelta(days=4), RULES)
     assert not in_cooldown(breach, breach.day - timedelta(days=5), RULES)
+    # Judged on the newest monitored day: a breach detected inside the cooldown that still
+    # holds later is out of it then.
+    requested = breach.day - timedelta(days=1)
+    assert in_cooldown(breach, requested, RULES, today=breach.day + timedelta(days=3))
+    assert not in_cooldown(breach, requested, RULES, today=breach.day + timedelta(days=4))
 
 
 def test_each_rule_compares_with_the_champions_like_for_like_test_figure() -> None:
