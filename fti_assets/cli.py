@@ -655,6 +655,7 @@ def scenario_drift(
     from fti_assets.lib.synthetic.generator import DRIFT_KINDS
     from fti_assets.scenario import (
         ScenarioConfig,
+        check_folder,
         model_versions,
         run_drift_scenario,
         scenario_environment,
@@ -670,6 +671,10 @@ def scenario_drift(
         initial_days=initial_days,
     )  # fmt: skip
     data_dir = data_dir.resolve()
+    try:
+        check_folder(data_dir)
+    except ValueError as exc:
+        raise _failure(exc) from exc
     progress = (
         None
         if as_json

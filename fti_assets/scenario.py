@@ -264,15 +264,21 @@ SPLITS = ("train", "valid", "test")
 MARKER = "scenario_config.json"
 
 
+def check_folder(data_dir: Path) -> None:
+    """Refuse a folder that is not empty and that no scenario wrote (it may be someone's
+    data)."""
+    if data_dir.exists() and any(data_dir.iterdir()) and not (data_dir / MARKER).exists():
+        raise ValueError(
+            f"{data_dir} is not empty and is not a scenario's folder (no {MARKER}): "
+            "expected a new or empty folder, or one a previous scenario wrote"
+        )
+
+
 def fresh_folder(data_dir: Path, config: ScenarioConfig) -> None:
     """An empty data folder for the scenario: a previous scenario's folder (it holds the marker)
     is cleared; any other folder that is not empty is refused (it may be someone's data)."""
-    if data_dir.exists() and any(data_dir.iterdir()):
-        if not (data_dir / MARKER).exists():
-            raise ValueError(
-                f"{data_dir} is not empty and is not a scenario's folder (no {MARKER}): "
-                "expected a new or empty folder, or one a previous scenario wrote"
-            )
+    check_folder(data_dir)
+    if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / MARKER).write_text(json.dumps(asdict(config), indent=2, default=str))

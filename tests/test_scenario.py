@@ -99,3 +99,11 @@ def test_a_scenario_folder_is_cleared_and_any_other_folder_refused(tmp_path: Pat
     with pytest.raises(ValueError, match="not a scenario's folder"):
         fresh_folder(someone, config)
     assert (someone / "registry.sqlite").exists()
+    # From the command line: a clean message naming the folder, no traceback.
+    done = subprocess.run(
+        [sys.executable, "-m", "fti_assets.cli", "scenario", "drift", "--data-dir", str(someone)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "not a scenario's folder" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    assert (someone / "registry.sqlite").exists()
