@@ -1,9 +1,17 @@
 """The definitions load, and the asset graph has the shape users rely on."""
 
 import dataclasses
+import importlib
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import dagster as dg
+from dagster._core.definitions.module_loaders.object_list import ALL_LOADABLE_TYPES
 
+import fti_assets
+import fti_assets.defs
 from fti_assets.definitions import defs
 from fti_assets.specs.feature_groups import FEATURE_GROUPS
 
@@ -269,3 +277,129 @@ def test_re_materializing_an_upstream_day_marks_stale_the_days_that_read_it() ->
         "2026-09-05", dg.AssetKey("raw_transactions"), dg.AssetKey("card_transaction_features")
     )
     assert features[0] == "2026-09-05" and len(features) >= 30
+
+
+# The defs folder: each Dagster object of a module under fti_assets/defs/ is loaded, once.
+
+DAGSTER_OBJECTS = (*ALL_LOADABLE_TYPES, dg.Definitions)
+NOT_LOADED = (
+    "not loaded: the loader reads module-level objects and lists of them, and of a module that "
+    "has a Definitions object, that object only"
+)
+
+
+def _defs_modules() -> list[ModuleType]:
+    """Every .py file under fti_assets/defs/, as the folder loader walks them (a folder without
+    an __init__.py included)."""
+    root = Path(fti_assets.defs.__file__).parent
+    names = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if any(p == "__pycache__" or p.startswith(".") for p in parts):
+            continue
+        names.append(".".join(["fti_assets.defs", *parts]).removesuffix(".__init__"))
+    return [importlib.import_module(name) for name in names]
+
+
+def _held(value: object, depth: int = 0) -> Iterator[object]:
+    """The Dagster objects a module-level value is or holds (in a list, tuple, set or dict)."""
+    if isinstance(value, DAGSTER_OBJECTS):
+        yield value
+    elif type(value) in (list, tuple, set, frozenset, dict) and depth < 2:  # not a @record
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _held(item, depth + 1)
+
+
+def _contents(definitions: dg.Definitions) -> list[object]:
+    return [
+        *(definitions.assets or []),
+        *(definitions.asset_checks or []),
+        *(definitions.sensors or []),
+        *(definitions.schedules or []),
+        *(definitions.jobs or []),
+    ]
+
+
+def _keys(obj: object) -> list[str]:
+    if isinstance(obj, dg.AssetsDefinition):  # asset checks too
+        return [f"asset {k.to_user_string()}" for k in obj.keys] + [
+            f"check {k.to_user_string()}" for k in obj.check_keys
+        ]
+    if isinstance(obj, (dg.AssetSpec, dg.SourceAsset)):
+        return [f"asset {obj.key.to_user_string()}"]
+    kind = type(obj).__name__.removeprefix("Unresolved").replace("AssetJob", "Job")
+    return [f"{kind} {obj.name}"]  # sensors, schedules, jobs
+
+
+def _unloaded_and_duplicated(
+    modules: list[ModuleType], loaded: dg.Definitions
+) -> tuple[list[str], list[str]]:
+    """The module-level objects not in ``loaded``, and the keys two distinct objects define."""
+    loaded_ids = {id(obj) for obj in _contents(loaded)}
+    unloaded: set[str] = set()
+    definers: dict[str, dict[int, str]] = defaultdict(dict)  # key -> object id -> where
+    for module in modules:
+        for name, value in vars(module).items():
+            where = f"{module.__name__}.{name}"
+            for held in _held(value):
+                inner = _contents(held) if isinstance(held, dg.Definitions) else [held]
+                for obj in inner:
+                    if id(obj) not in loaded_ids:
+                        unloaded.add(f"{where}: {', '.join(_keys(obj))}")
+                    for key in _keys(obj):
+                        definers[key].setdefault(id(obj), where)
+    duplicated = [f"{key}: {sorted(by.values())}" for key, by in definers.items() if len(by) > 1]
+    return sorted(unloaded), sorted(duplicated)
+
+
+def test_every_object_in_a_defs_module_is_loaded_and_no_key_is_defined_twice() -> None:
+    """Adding a stage or an asset edits one place: the module under fti_assets/defs/ that holds
+    it. An object the folder loader does not see (in a tuple or a dict, or next to a module's
+    Definitions object), or two objects with one key, fail here rather than silently in the UI.
+    An object imported into a second module is the same object: loaded once, no duplicate."""
+    modules = _defs_modules()
+    assert {"fti_assets.defs.ingest.sensors", "fti_assets.defs.models.per_spec"} <= {
+        m.__name__ for m in modules
+    }
+    unloaded, duplicated = _unloaded_and_duplicated(modules, defs)
+    assert unloaded == [], f"{NOT_LOADED}:\n" + "\n".join(unloaded)
+    assert duplicated == [], "keys defined by two objects:\n" + "\n".join(duplicated)
+    contents = _contents(defs)
+    assert len({id(o) for o in contents}) == len(contents), "an object is listed twice"
+
+
+def test_unloaded_and_duplicated_objects_are_found() -> None:
+    @dg.asset(name="a")
+    def first() -> None: ...
+
+    @dg.asset(name="a")
+    def second() -> None: ...
+
+    @dg.asset(name="b")
+    def in_a_tuple() -> None: ...
+
+    @dg.asset(name="c")
+    def in_definitions() -> None: ...
+
+    @dg.asset(name="d")
+    def beside_definitions() -> None: ...
+
+    one, two, three = ModuleType("one"), ModuleType("two"), ModuleType("three")
+    one.first, one.pair = first, (in_a_tuple,)
+    two.second, two.reexported = second, in_definitions
+    three.defs, three.loose, three.imported = (
+        dg.Definitions(assets=[in_definitions]),
+        beside_definitions,
+        first,
+    )
+    loaded = dg.Definitions(assets=[first, in_definitions])
+    unloaded, duplicated = _unloaded_and_duplicated([one, two, three], loaded)
+    assert unloaded == ["one.pair: asset b", "three.loose: asset d", "two.second: asset a"]
+    assert duplicated == ["asset a: ['one.first', 'two.second']"]
+
+
+def test_load_from_defs_folder_finds_the_same_objects() -> None:
+    """definitions.py builds the folder without load_from_defs_folder's plugin component catalog
+    (see its docstring); the objects are the same."""
+    folder = dg.load_from_defs_folder(path_within_project=Path(fti_assets.__file__).parent)
+    assert {id(o) for o in _contents(folder)} == {id(o) for o in _contents(defs)}

@@ -1,5 +1,9 @@
 """One factory per model spec: training, evaluation, promotion, daily scoring and monitoring
-assets, the retraining job and the sensor that starts it."""
+assets, the retraining job and the sensor that starts it.
+
+The factory is called once per spec in ``per_spec.py``, which the defs folder loader picks up;
+this module and the stage modules next to it hold builders only (no module-level Dagster
+objects), so nothing here is loaded twice."""
 
 import dagster as dg
 
