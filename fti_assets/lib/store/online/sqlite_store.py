@@ -747,22 +747,27 @@ def _upsert_stream_rows(
 
 def _write_stream_state(con: sqlite3.Connection, commit: StreamCommit) -> None:
     consumer = commit.consumer
-    con.executemany(
-        f"INSERT OR REPLACE INTO {_ENTRIES_TABLE} "
-        "(consumer, entity, time_us, entry_id, payload) VALUES (?, ?, ?, ?, ?)",
-        [(consumer, *entry) for entry in commit.entries],
-    )
-    con.executemany(
-        f"DELETE FROM {_ENTRIES_TABLE} WHERE consumer = ? AND entity = ? AND time_us <= ?",
-        [(consumer, entity, up_to) for entity, up_to in commit.trims.items()],
-    )
+    # Most commits have no trims or dead letters (and an idle heartbeat no entries): no
+    # statement for those.
+    if commit.entries:
+        con.executemany(
+            f"INSERT OR REPLACE INTO {_ENTRIES_TABLE} "
+            "(consumer, entity, time_us, entry_id, payload) VALUES (?, ?, ?, ?, ?)",
+            [(consumer, *entry) for entry in commit.entries],
+        )
+    if commit.trims:
+        con.executemany(
+            f"DELETE FROM {_ENTRIES_TABLE} WHERE consumer = ? AND entity = ? AND time_us <= ?",
+            [(consumer, entity, up_to) for entity, up_to in commit.trims.items()],
+        )
     recorded_at = now_us()
-    con.executemany(
-        f"INSERT OR REPLACE INTO {_DEAD_LETTERS_TABLE} "
-        "(consumer, log_offset, entity, event_id, reason, payload, recorded_at_us) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(consumer, *letter, recorded_at) for letter in commit.dead_letters],
-    )
+    if commit.dead_letters:
+        con.executemany(
+            f"INSERT OR REPLACE INTO {_DEAD_LETTERS_TABLE} "
+            "(consumer, log_offset, entity, event_id, reason, payload, recorded_at_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(consumer, *letter, recorded_at) for letter in commit.dead_letters],
+        )
     con.execute(
         f"INSERT OR REPLACE INTO {_CONSUMERS_TABLE} "
         "(consumer, log_offset, counters, info, updated_at_us) VALUES (?, ?, ?, ?, ?)",
