@@ -135,10 +135,17 @@ def test_sigkill_mid_stream_many_times_ends_in_the_uninterrupted_state(
     )
     rng = random.Random(11)
     offset, killed_at = 0, []
+    # Each run is killed once it has committed past a random number of further events (at most
+    # a third of an even share), after a random pause of up to 20 ms: kills land anywhere, inside
+    # a commit too, and the log lasts for every kill however fast the pipeline is (a kill at a
+    # random time of up to 0.4 s let a faster pipeline finish the log after 6 of 12 kills).
+    step = len(payloads) // (3 * KILLS)
     while len(killed_at) < KILLS and offset < len(payloads):
         process = _stream(env)
-        _wait_for_progress(process, online_url, offset)
-        time.sleep(rng.uniform(0, 0.4))
+        _wait_for_progress(
+            process, online_url, min(offset + rng.randrange(step), len(payloads) - 1)
+        )
+        time.sleep(rng.uniform(0, 0.02))
         process.send_signal(signal.SIGKILL)
         process.wait()
         offset = _offset(online_url)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,10 @@ from fti_assets.lib.store.online import (
     OnlineStoreUnavailableError,
     StreamCommit,
     WriteResult,
+    codec,
     open_online_store,
 )
+from fti_assets.lib.store.online.codec import pack_rows, row_packer, schema_for_row
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 SPAWN = mp.get_context("spawn")
@@ -768,6 +770,54 @@ def test_rows_of_a_stream_commit_read_back_as_the_same_rows_written_in_a_batch(
     assert store.latest(streamed.name).equals(store.latest("every_dtype"))
     (meta,) = [g for g in store.groups() if g["name"] == streamed.name]
     assert (meta["row_count"], meta["max_event_time"]) == (5, T0 + timedelta(seconds=1))
+
+
+MINUTE = timedelta(minutes=1)
+PLAIN_DTYPES = FeatureGroupSpec(
+    name="plain_dtypes",
+    version=1,
+    entity_keys=("merchant_id",),
+    features=EVERY_DTYPE.features[:4],  # float64, int64, string, bool: packed on a fast path
+    description="the dtypes a stream commit packs without the general checks",
+    online=True,
+)
+
+
+def test_stream_rows_pack_alike_on_the_fast_path_and_through_the_general_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    row = {"merchant_id": "a", "event_time": T0, "score": 1.5, "count": 3, "label": "x"}
+    row["flag"] = True
+    cases = [
+        [row],
+        [{**row, "score": None, "count": None, "label": None, "flag": None}],
+        [{**row, "score": 0.1 + 0.2, "label": 'quote " é 😀'}],
+        [{**row, "score": float("inf")}],  # the marker
+        [{**row, "score": float("nan")}],  # null
+        [{**row, "score": 2}],  # an int for a float
+        [{**row, "event_time": T0.astimezone(timezone(timedelta(hours=2)))}],
+        # several rows of an entity: the newest wins, whatever the order
+        [{**row, "merchant_id": "b"}, row, {**row, "score": 9.0, "event_time": T0 - MINUTE}],
+        [{**row, "count": True}],  # refused: a bool is not an int64
+        [{**row, "count": 2.0}],
+        [{**row, "event_time": T0.replace(tzinfo=None)}],
+        [{k: v for k, v in row.items() if k != "label"}],
+    ]
+    schema = schema_for_row(PLAIN_DTYPES, row)
+    assert row_packer(schema) is not None
+
+    def packed(rows: list[dict[str, Any]]) -> object:
+        try:
+            return pack_rows(schema, rows)
+        except ValueError as exc:
+            return str(exc)
+
+    fast = [packed(rows) for rows in cases]
+    monkeypatch.setattr(codec, "row_packer", lambda schema: None)
+    general = [packed(rows) for rows in cases]
+
+    assert fast == general
+    assert sum(isinstance(result, str) for result in fast) == 4
 
 
 def test_a_stream_commit_with_a_bad_value_writes_nothing(store: OnlineStoreBackend) -> None:

@@ -10,6 +10,7 @@ import pytest
 from fti_assets.lib.streaming.events import (
     InvalidEventError,
     Transaction,
+    _checked,
     decode_transaction,
     encode_transaction,
     identify,
@@ -81,3 +82,33 @@ def test_identify_names_card_and_transaction_when_it_can() -> None:
     assert identify(orjson.dumps({"card_id": "c9", "transaction_id": "t9"})) == ("c9", "t9")
     assert identify(orjson.dumps({"card_id": 9})) == (None, None)
     assert identify(b"garbage") == (None, None)
+
+
+def test_the_fast_path_decodes_as_the_field_by_field_checks() -> None:
+    """decode_transaction takes a fast path for events as the service writes them; anything
+    else goes through the field checks (the reference), which name the bad field."""
+    base = {**FIELDS, "transaction_time": AT.isoformat()}
+    events = [
+        base,
+        {**base, "transaction_time": "2026-09-01T12:00:00.5+02:00"},
+        {**base, "amount": 12},  # an integer amount: converted by the field checks
+        {**base, "amount": 1e300, "lat": -0.0, "lon": 5e-324},
+        {**base, "category": "é 😀", "card_id": "c" * 300, "extra": [1, {"x": None}]},
+        {**base, "amount": False},
+        {**base, "channel": None},
+        {k: v for k, v in base.items() if k != "lon"},
+        {**base, "transaction_time": "2026-09-01T10:00:00"},
+    ]
+    for event in events:
+        payload = orjson.dumps(event)
+        try:
+            want: object = _checked(orjson.loads(payload))
+        except InvalidEventError as exc:
+            want = str(exc)
+        try:
+            got: object = decode_transaction(payload)
+        except InvalidEventError as exc:
+            got = str(exc)
+        assert got == want, event
+        if isinstance(got, Transaction):
+            assert all(type(a) is type(b) for a, b in zip(got.values, want.values, strict=True))

@@ -88,6 +88,10 @@ class EventLog(Protocol):
     def close(self) -> None: ...
 
 
+# Builds a LoggedEvent from a tuple without NamedTuple's Python-level __new__ (one per event).
+_new = tuple.__new__
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -183,7 +187,7 @@ class SqliteEventLog:
                 except sqlite3.Error as exc:
                     raise EventLogError(f"event log {self.path}: read failed: {exc}") from exc
             if rows or time.monotonic() >= deadline:
-                return [LoggedEvent(*row) for row in rows]
+                return [_new(LoggedEvent, row) for row in rows]
             time.sleep(self.poll_interval_s)
 
     def end_offset(self) -> int:
@@ -250,7 +254,7 @@ class RedisEventLog:
             return []
         ((_, entries),) = reply
         return [
-            LoggedEvent(int(entry_id.split(b"-")[1]), int(fields[b"t"]), fields[b"p"])
+            _new(LoggedEvent, (int(entry_id.split(b"-")[1]), int(fields[b"t"]), fields[b"p"]))
             for entry_id, fields in entries
         ]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -116,6 +116,12 @@ _FEATURES = _plan()
 _LAST_VALUES = tuple((f.name, _COLUMN_INDEX[f.column]) for f in CARD_LAST_VALUE_FEATURES)
 _N_WINDOWS = len(WINDOWS_US)
 _CENTS_POSITIONS = tuple(_COLUMN_INDEX[c] for c in _CENTS)
+# The running-sum slots some feature reads; only these are kept up to date.
+_READ_SUMS = frozenset(f.slot for f in _FEATURES if f.kind in (_CENTS_SUM, _CENTS_MEAN, _CENTS_STD))
+_READ_SUMS_BY_WINDOW = tuple(
+    tuple(3 * slot for slot in range(w * _N_CENTS, (w + 1) * _N_CENTS) if slot in _READ_SUMS)
+    for w in range(_N_WINDOWS)
+)
 
 
 class _Entry(NamedTuple):
@@ -129,9 +135,178 @@ class _Entry(NamedTuple):
 _new_entry = tuple.__new__
 
 
-def _cents_of(values: tuple[Any, ...]) -> tuple[int | None, ...]:
+def _from_cents(kind: int, n: int, total: int, squares: int) -> float | None:
+    """A money sum, mean or sample std from integer cents, with the batch path's arithmetic."""
+    if kind == _CENTS_SUM:
+        return float(total) * 0.01
+    if n == 0:
+        return None
+    if kind == _CENTS_MEAN:
+        return float(total) / float(n) * 0.01
+    if n < 2:
+        return None
+    size = float(n)
+    variance = (size * float(squares) - float(total) * float(total)) / (size * (size - 1.0))
+    return math.sqrt(max(variance * 1e-4, 0.0))
+
+
+# -- specialised per-event code, generated from the plan -------------------------------------------
+#
+# The per-event methods below are generated as source from the plan above, the way ``dataclasses``
+# builds ``__init__`` (and :func:`fti_assets.lib.store.online.codec.make_decoder` a row decoder):
+# with the windows, running-sum slots, extremes and features unrolled into straight-line code,
+# applying an in-order event and building a row cost a few list and dict operations each instead
+# of loops over the plan with a dispatch per feature. They stay derived from the declarations in
+# :mod:`fti_assets.lib.features.windows`; the replay tests compare their rows with the batch path.
+# Only numbers and ``repr`` of names enter the source.
+
+
+def _sum_bases(window: int) -> list[tuple[int, int]]:
+    """(cents column, index of its count in ``_sums``) of each running sum of ``window`` that a
+    feature reads (the others are not kept)."""
+    return [(j, 3 * slot) for j in range(_N_CENTS) if (slot := window * _N_CENTS + j) in _READ_SUMS]
+
+
+def _enter_every_window_source() -> list[str]:
+    lines = ["def _enter_every_window(self, entry):"]
+    if _N_CENTS:
+        lines += ["    sums = self._sums", "    cents = entry[3]"]
+    for j in range(_N_CENTS):
+        bases = [base for window in range(_N_WINDOWS) for k, base in _sum_bases(window) if k == j]
+        if not bases:
+            continue
+        lines += [f"    c = cents[{j}]", "    if c is not None:", "        squared = c * c"]
+        for base in bases:
+            lines += [
+                f"        sums[{base}] += 1",
+                f"        sums[{base + 1}] += c",
+                f"        sums[{base + 2}] += squared",
+            ]
+    if _EXTREMES:
+        lines += [
+            "    values = entry[2]",
+            "    extremes = self._extremes",
+            "    dirty = self._dirty",
+        ]
+    for slot, (_, column, is_max) in enumerate(_EXTREMES):
+        lines += [
+            f"    value = values[{column}]",
+            f"    if value is not None and not dirty[{slot}]:",
+            f"        current = extremes[{slot}]",
+            f"        if current is None or value {'>' if is_max else '<'} current:",
+            f"            extremes[{slot}] = value",
+        ]
+    lines.append("    return None")
+    return lines
+
+
+def _slide_source() -> list[str]:
+    lines = [
+        "def _slide(self, latest):",
+        "    entries = self.entries",
+        "    starts = self._starts",
+        "    sums = self._sums",
+        "    extremes = self._extremes",
+        "    dirty = self._dirty",
+    ]
+    for window, length in enumerate(WINDOWS_US):
+        lines += [
+            f"    horizon = latest - {length}",
+            f"    start = starts[{window}]",
+            "    entry = entries[start]",
+            "    if entry[0] <= horizon:",
+            "        while True:",  # the latest entry is inside every window: the loop ends
+        ]
+        if _sum_bases(window):
+            lines.append("            cents = entry[3]")
+        for j, base in _sum_bases(window):
+            lines += [
+                f"            c = cents[{j}]",
+                "            if c is not None:",
+                f"                sums[{base}] -= 1",
+                f"                sums[{base + 1}] -= c",
+                f"                sums[{base + 2}] -= c * c",
+            ]
+        for slot, column, _ in _EXTREMES_BY_WINDOW[window]:
+            lines += [
+                f"            if entry[2][{column}] == extremes[{slot}]:",
+                f"                dirty[{slot}] = True",
+            ]
+        lines += [
+            "            start += 1",
+            "            entry = entries[start]",
+            "            if entry[0] > horizon:",
+            "                break",
+            f"        starts[{window}] = start",
+        ]
+    lines.append("    return None")
+    return lines
+
+
+def _row_source() -> list[str]:
+    lines = [
+        "def row(self):",
+        "    entries = self.entries",
+        "    if not entries:",
+        "        raise ValueError(f'card {self.card_id!r} has no transaction yet')",
+        "    latest = entries[-1]",
+        "    at = latest[0]",
+        "    n_entries = len(entries)",
+        "    starts = self._starts",
+        "    sums = self._sums",
+        "    extremes = self._extremes",
+        "    dirty = self._dirty",
+        f"    gap = at - entries[-2][0] if n_entries > 1 else {LOOKBACK_US}",
+        "    values = latest[2]",
+        "    return {",
+        f"        {CARD_ID!r}: self.card_id,",
+        f"        {EVENT_TIME!r}: _from_us(at),",
+    ]
+    for i, feature in enumerate(_FEATURES):
+        name, _, kind, window, _, slot = feature
+        if kind == _COUNT:
+            value = f"n_entries - starts[{window}]"
+        elif kind == _EXTREME:  # recomputed from the window when its value left it
+            value = f"self._extreme(_FEATURES[{i}]) if dirty[{slot}] else extremes[{slot}]"
+        elif kind == _SCAN:
+            value = f"self._scan(_FEATURES[{i}])"
+        elif kind == _CENTS_SUM:
+            value = f"float(sums[{3 * slot + 1}]) * 0.01"  # as _from_cents
+        else:
+            base = 3 * slot
+            value = f"_from_cents({kind}, sums[{base}], sums[{base + 1}], sums[{base + 2}])"
+        lines.append(f"        {name!r}: {value},")
+    # As the batch path: float microseconds times 1e-6, null from the lookback on.
+    lines.append(
+        f"        {PREV_TX_GAP_SECONDS!r}: float(gap) * 1e-6 if gap < {LOOKBACK_US} else None,"
+    )
+    lines += [f"        {name!r}: values[{column}]," for name, column in _LAST_VALUES]
+    lines.append("    }")
+    return lines
+
+
+def _cents_of_source() -> list[str]:
     # round() is half to even, as Polars' round() in the batch path.
-    return tuple([None if values[i] is None else round(values[i] * 100) for i in _CENTS_POSITIONS])
+    items = "".join(
+        f"None if values[{i}] is None else _round(values[{i}] * 100), " for i in _CENTS_POSITIONS
+    )
+    return ["def _cents_of(values):", f"    return ({items})"]
+
+
+def _compile(lines: list[str], name: str) -> Callable[..., Any]:
+    namespace: dict[str, Any] = {
+        "_from_us": from_us,
+        "_from_cents": _from_cents,
+        "_FEATURES": _FEATURES,
+        "_round": round,
+    }
+    exec(compile("\n".join(lines) + "\n", f"<streaming state {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+_cents_of: Callable[[tuple[Any, ...]], tuple[int | None, ...]] = _compile(
+    _cents_of_source(), "_cents_of"
+)
 
 
 class CardWindows:
@@ -159,20 +334,26 @@ class CardWindows:
 
         Returns the time up to which entries were dropped from the front (None: none were).
         """
-        entry = _new_entry(_Entry, (tx.time_us, tx.transaction_id, tx.values, _cents_of(tx.values)))
+        time_us, transaction_id, values = tx.time_us, tx.transaction_id, tx.values
+        entry = _new_entry(_Entry, (time_us, transaction_id, values, _cents_of(values)))
         entries = self.entries
-        last = entries[-1] if entries else None
-        if last is None or entry.time_us > last.time_us:
+        if not entries:
             entries.append(entry)
             self._enter_every_window(entry)
-            if last is not None:
-                self._slide(entry.time_us)
-        elif entry.time_us == last.time_us and entry.transaction_id > last.transaction_id:
-            entries.append(entry)  # the same instant: no window moves
-            self._enter_every_window(entry)
         else:
-            self._insert(entry)
-        self._ids[entry.transaction_id] = entry.time_us
+            last = entries[-1]
+            if time_us > last[0]:
+                entries.append(entry)
+                self._enter_every_window(entry)
+                self._slide(time_us)
+            elif time_us == last[0] and transaction_id > last[1]:
+                entries.append(entry)  # the same instant: no window moves
+                self._enter_every_window(entry)
+            else:
+                self._insert(entry)
+        self._ids[transaction_id] = time_us
+        if self._starts[_LOOKBACK_WINDOW] < _PRUNE_AFTER:
+            return None
         return self._prune()
 
     def _insert(self, entry: _Entry) -> None:
@@ -185,32 +366,19 @@ class CardWindows:
             else:
                 self._starts[window] += 1  # before the window: it shifts the start
 
-    def _enter_every_window(self, entry: _Entry) -> None:
-        """:meth:`_enter` for every window at once (the common, in-order case)."""
-        sums = self._sums
-        for base in range(0, len(sums), 3):
-            c = entry.cents[(base // 3) % _N_CENTS]
-            if c is not None:
-                sums[base] += 1
-                sums[base + 1] += c
-                sums[base + 2] += c * c
-        values, extremes, dirty = entry.values, self._extremes, self._dirty
-        for slot, (_, column, is_max) in enumerate(_EXTREMES):
-            value = values[column]
-            if value is None or dirty[slot]:
-                continue
-            current = extremes[slot]
-            if current is None or (value > current if is_max else value < current):
-                extremes[slot] = value
+    # :meth:`_enter` for every window at once (the common, in-order case); generated.
+    _enter_every_window: Callable[[CardWindows, _Entry], None] = _compile(
+        _enter_every_window_source(), "_enter_every_window"
+    )
 
     def _enter(self, window: int, entry: _Entry) -> None:
-        sums, base = self._sums, 3 * window * _N_CENTS
-        for c in entry.cents:
+        sums, first = self._sums, 3 * window * _N_CENTS
+        for base in _READ_SUMS_BY_WINDOW[window]:
+            c = entry.cents[(base - first) // 3]
             if c is not None:
                 sums[base] += 1
                 sums[base + 1] += c
                 sums[base + 2] += c * c
-            base += 3
         for slot, column, is_max in _EXTREMES_BY_WINDOW[window]:
             value = entry.values[column]
             if value is None or self._dirty[slot]:
@@ -219,27 +387,9 @@ class CardWindows:
             if current is None or (value > current if is_max else value < current):
                 self._extremes[slot] = value
 
-    def _leave(self, window: int, entry: _Entry) -> None:
-        sums, base = self._sums, 3 * window * _N_CENTS
-        for c in entry.cents:
-            if c is not None:
-                sums[base] -= 1
-                sums[base + 1] -= c
-                sums[base + 2] -= c * c
-            base += 3
-        for slot, column, _ in _EXTREMES_BY_WINDOW[window]:
-            if entry.values[column] == self._extremes[slot]:
-                self._dirty[slot] = True
-
-    def _slide(self, latest: int) -> None:
-        entries, starts = self.entries, self._starts
-        for window, length in enumerate(WINDOWS_US):
-            horizon = latest - length
-            start = starts[window]
-            while entries[start].time_us <= horizon:
-                self._leave(window, entries[start])
-                start += 1
-            starts[window] = start
+    # Moves every window's start past the entries at or before ``latest`` minus its length,
+    # taking them out of its running sums (an extreme they held is marked dirty); generated.
+    _slide: Callable[[CardWindows, int], None] = _compile(_slide_source(), "_slide")
 
     def _prune(self) -> int | None:
         dropped = self._starts[_LOOKBACK_WINDOW]  # entries before it are in no window
@@ -253,31 +403,9 @@ class CardWindows:
         self._starts = [start - dropped for start in self._starts]
         return removed[-1].time_us
 
-    def row(self) -> dict[str, Any]:
-        """The card's current row: card_id, event_time (its latest transaction) and features."""
-        entries = self.entries
-        if not entries:
-            raise ValueError(f"card {self.card_id!r} has no transaction yet")
-        latest = entries[-1]
-        row: dict[str, Any] = {CARD_ID: self.card_id, EVENT_TIME: from_us(latest.time_us)}
-        n_entries, starts, sums = len(entries), self._starts, self._sums
-        for feature in _FEATURES:
-            name, _, kind, window, _, slot = feature
-            if kind == _COUNT:
-                row[name] = n_entries - starts[window]
-            elif kind == _EXTREME:
-                row[name] = self._extreme(feature)
-            elif kind == _SCAN:
-                row[name] = self._scan(feature)
-            else:
-                i = 3 * slot
-                row[name] = _from_cents(kind, sums[i], sums[i + 1], sums[i + 2])
-        gap = latest.time_us - entries[-2].time_us if n_entries > 1 else LOOKBACK_US
-        # As the batch path: float microseconds times 1e-6, null from the lookback on.
-        row[PREV_TX_GAP_SECONDS] = float(gap) * 1e-6 if gap < LOOKBACK_US else None
-        for name, column in _LAST_VALUES:
-            row[name] = latest.values[column]
-        return row
+    # The card's current row: card_id, event_time (its latest transaction) and the features in
+    # declaration order; generated.
+    row: Callable[[CardWindows], dict[str, Any]] = _compile(_row_source(), "row")
 
     def _extreme(self, feature: _Feature) -> Any:
         slot = feature.slot
@@ -298,21 +426,6 @@ class CardWindows:
         if feature.agg == "min":
             return min(values, default=None)
         return aggregate(feature.agg, values)
-
-
-def _from_cents(kind: int, n: int, total: int, squares: int) -> float | None:
-    """A money sum, mean or sample std from integer cents, with the batch path's arithmetic."""
-    if kind == _CENTS_SUM:
-        return float(total) * 0.01
-    if n == 0:
-        return None
-    if kind == _CENTS_MEAN:
-        return float(total) / float(n) * 0.01
-    if n < 2:
-        return None
-    size = float(n)
-    variance = (size * float(squares) - float(total) * float(total)) / (size * (size - 1.0))
-    return math.sqrt(max(variance * 1e-4, 0.0))
 
 
 class CardStates:
@@ -344,9 +457,11 @@ class CardStates:
         """Apply one event: (:data:`APPLIED`, None), (:data:`DUPLICATE`, None) or
         (:data:`LATE`, the reason)."""
         card = self.cards.get(tx.card_id) or self._card(tx.card_id)
-        if card.entries:
-            latest = card.entries[-1].time_us
-            if card.holds(tx.transaction_id):
+        entries = card.entries
+        if entries:
+            latest = entries[-1][0]
+            at = card._ids.get(tx.transaction_id)
+            if at is not None and at > latest - LOOKBACK_US:  # card.holds(), inlined
                 return _DUPLICATE
             if tx.time_us < latest - self.lateness_us:
                 late_by = from_us(latest) - from_us(tx.time_us)
@@ -355,7 +470,9 @@ class CardStates:
                     f"{late_by} older than card {tx.card_id!r}'s latest at {from_us(latest)}; "
                     f"allowed lateness {timedelta(microseconds=self.lateness_us)}"
                 )
-        self._add(card, tx)
+        dropped_to = card.add(tx)
+        if dropped_to is not None:
+            self._trims[card.card_id] = dropped_to
         return _APPLIED
 
     def row(self, card_id: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ it. SQLite's own errors reach callers as :class:`OnlineStoreError`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -371,7 +372,7 @@ class OnlineStore:
         ).fetchone()
         if stored is None or replace:
             return
-        stored_schema = GroupSchema.from_json(stored[0])
+        stored_schema = _parsed_spec(stored[0])
         if stored_schema.layout != schema.layout:
             raise OnlineStoreLayoutError(self._layout_message(stored_schema))
         if stored_schema != schema:
@@ -643,6 +644,18 @@ def _tables_exist(cursor: sqlite3.Cursor, *tables: str) -> bool:
     return found == len(tables)
 
 
+# A streaming pipeline checks and records its group version with every commit, many times a
+# second: the spec's JSON is parsed and written once per text, not per commit.
+@functools.lru_cache(maxsize=64)
+def _parsed_spec(spec_json: str) -> GroupSchema:
+    return GroupSchema.from_json(spec_json)
+
+
+@functools.lru_cache(maxsize=64)
+def _spec_json(schema: GroupSchema, description: str) -> str:
+    return schema.to_json(description)
+
+
 def _record_version(
     con: sqlite3.Connection,
     schema: GroupSchema,
@@ -651,7 +664,7 @@ def _record_version(
     max_event_time_us: int | None,
 ) -> None:
     """Store the version's spec and figures and make it the group's current version."""
-    spec = schema.to_json(description)
+    spec = _spec_json(schema, description)
     stored = con.execute(
         f"SELECT spec FROM {_VERSIONS_TABLE} WHERE name = ? AND version = ?",
         (schema.name, schema.version),
@@ -734,22 +747,27 @@ def _upsert_stream_rows(
 
 def _write_stream_state(con: sqlite3.Connection, commit: StreamCommit) -> None:
     consumer = commit.consumer
-    con.executemany(
-        f"INSERT OR REPLACE INTO {_ENTRIES_TABLE} "
-        "(consumer, entity, time_us, entry_id, payload) VALUES (?, ?, ?, ?, ?)",
-        [(consumer, *entry) for entry in commit.entries],
-    )
-    con.executemany(
-        f"DELETE FROM {_ENTRIES_TABLE} WHERE consumer = ? AND entity = ? AND time_us <= ?",
-        [(consumer, entity, up_to) for entity, up_to in commit.trims.items()],
-    )
+    # Most commits have no trims or dead letters (and an idle heartbeat no entries): no
+    # statement for those.
+    if commit.entries:
+        con.executemany(
+            f"INSERT OR REPLACE INTO {_ENTRIES_TABLE} "
+            "(consumer, entity, time_us, entry_id, payload) VALUES (?, ?, ?, ?, ?)",
+            [(consumer, *entry) for entry in commit.entries],
+        )
+    if commit.trims:
+        con.executemany(
+            f"DELETE FROM {_ENTRIES_TABLE} WHERE consumer = ? AND entity = ? AND time_us <= ?",
+            [(consumer, entity, up_to) for entity, up_to in commit.trims.items()],
+        )
     recorded_at = now_us()
-    con.executemany(
-        f"INSERT OR REPLACE INTO {_DEAD_LETTERS_TABLE} "
-        "(consumer, log_offset, entity, event_id, reason, payload, recorded_at_us) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(consumer, *letter, recorded_at) for letter in commit.dead_letters],
-    )
+    if commit.dead_letters:
+        con.executemany(
+            f"INSERT OR REPLACE INTO {_DEAD_LETTERS_TABLE} "
+            "(consumer, log_offset, entity, event_id, reason, payload, recorded_at_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(consumer, *letter, recorded_at) for letter in commit.dead_letters],
+        )
     con.execute(
         f"INSERT OR REPLACE INTO {_CONSUMERS_TABLE} "
         "(consumer, log_offset, counters, info, updated_at_us) VALUES (?, ?, ?, ?, ?)",
