@@ -21,6 +21,7 @@ replaced atomically), which the retraining sensor and `fti sql` read.
 
 import json
 import math
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -197,11 +198,9 @@ class _Versions:
         return dict(self.get(version)["evaluation"].get("metrics") or {})
 
 
-def _scored_rows(con, spec: ModelSpec, day: date) -> pl.DataFrame:
-    """The day's batch-scored rows (empty when the day was not scored)."""
-    if not table_exists(con, spec.predictions_table):
-        return pl.DataFrame()
-    return read_frame(con, f'select * from "{spec.predictions_table}" where score_day = ?', [day])
+# Days of scored rows read per query when monitoring a window (a backfill reads its days in a
+# few queries rather than one per day).
+SCORED_DAYS_PER_READ = 7
 
 
 def _latest_version(rows: pl.DataFrame) -> int | None:
@@ -210,14 +209,36 @@ def _latest_version(rows: pl.DataFrame) -> int | None:
     return int(rows.get_column("model_version").max())
 
 
-def _newest_scores(con, spec: ModelSpec, day: date) -> tuple[int | None, pl.DataFrame]:
-    """The day's rows scored by the newest version that scored it (a day rescored after a
-    promotion holds both versions' rows), and that version; (None, empty) when unscored."""
-    rows = _scored_rows(con, spec, day)
-    version = _latest_version(rows)
-    if version is None:
-        return None, rows
-    return version, rows.filter(pl.col("model_version") == version)
+def _newest_scores_by_day(
+    con, spec: ModelSpec, days: list[date]
+) -> Iterator[tuple[date, int | None, pl.DataFrame]]:
+    """Each day with its rows scored by the newest version that scored it (a day rescored
+    after a promotion holds both versions' rows) and that version; (day, None, empty) for a
+    day nobody scored. Read SCORED_DAYS_PER_READ days per query."""
+    exists = table_exists(con, spec.predictions_table)
+    for i in range(0, len(days), SCORED_DAYS_PER_READ):
+        chunk = days[i : i + SCORED_DAYS_PER_READ]
+        scored = (
+            read_frame(
+                con,
+                f'select * from "{spec.predictions_table}" where score_day >= ? and score_day <= ?',
+                [min(chunk), max(chunk)],
+            )
+            if exists
+            else pl.DataFrame()
+        )
+        by_day = (
+            scored.partition_by("score_day", as_dict=True, maintain_order=True)
+            if not scored.is_empty()
+            else {}
+        )
+        for day in chunk:
+            rows = by_day.get((day,), scored.clear())
+            version = _latest_version(rows)
+            if version is None:
+                yield day, None, rows
+            else:
+                yield day, version, rows.filter(pl.col("model_version") == version)
 
 
 def _report_url(data_dir: DataDirResource, path: Path) -> dg.MetadataValue:
@@ -269,8 +290,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         summaries, last_report = [], None
         writer = _WindowWriter(spec.name, days_of(context))
         with offline_store.connection() as con:
-            for day in days:
-                version, rows = _newest_scores(con, spec, day)
+            for day, version, rows in _newest_scores_by_day(con, spec, days):
                 if version is None:
                     summaries.append({"day": day, "status": "no_rows", "model_version": None})
                     continue
@@ -406,8 +426,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         rows_out = []
         writer = _WindowWriter(spec.name, days_of(context))
         with offline_store.connection() as con:
-            for day in days_of(context):
-                version, rows = _newest_scores(con, spec, day)
+            for day, version, rows in _newest_scores_by_day(con, spec, days_of(context)):
                 if version is None:
                     rows_out.append({"day": day, "status": "no_rows"})
                     continue
@@ -488,8 +507,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[Any]:
         rows_out = []
         writer = _WindowWriter(spec.name, days_of(context))
         with offline_store.connection() as con:
-            for day in days_of(context):
-                version, rows = _newest_scores(con, spec, day)
+            for day, version, rows in _newest_scores_by_day(con, spec, days_of(context)):
                 if version is None:
                     rows_out.append({"day": day, "status": "no_rows"})
                     continue
