@@ -29,6 +29,7 @@ written to the dead-letter table; none is silently dropped.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import deque
@@ -158,6 +159,11 @@ class StreamProcessor:
         persisted = [_entry_transaction(e) for e in self.store.stream_entries(self.config.consumer)]
         history = list(history)
         self.states.restore(chain(persisted, history))
+        # The restored window state is long-lived: keep it out of the garbage collector's scans.
+        # Otherwise each full collection walks every card's entries, a pause of 100-200 ms at
+        # 5,000 cards that every event waiting in the log pays (the p99 of the latency bench).
+        gc.collect()
+        gc.freeze()
         self._started = True
         self._last_commit = time.monotonic()
         report = StartReport(self.offset, len(persisted), len(history), len(self.states.cards))
