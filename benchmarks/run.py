@@ -31,6 +31,7 @@ MODULES = (
     "bench_lake",
     "bench_feast",
     "bench_monitoring",
+    "bench_reuse",
     "bench_concurrency",
     "bench_crash",
 )

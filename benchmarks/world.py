@@ -109,6 +109,7 @@ class RunTimes:
 
     wall: float
     steps: dict[str, float]
+    run_id: str = ""
 
     def step(self, key: str) -> float:
         return self.steps.get(key, 0.0)
@@ -123,27 +124,44 @@ import dagster as dg
 from fti_assets.definitions import defs
 from fti_assets.demo import materialize_graph
 target, start, end = sys.argv[1], date.fromisoformat(sys.argv[2]), date.fromisoformat(sys.argv[3])
+run_config = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None
 t0 = time.perf_counter()
 if target.startswith("job:"):
-    result = defs.get_job_def(target[4:]).execute_in_process(raise_on_error=False)
+    result = defs.get_job_def(target[4:]).execute_in_process(run_config=run_config,
+                                                             raise_on_error=False)
 else:
     selection = dg.AssetSelection.from_coercible(target.split(","))
     result = materialize_graph(defs, selection=selection, start=start, end=end,
-                               raise_on_error=False)
+                               run_config=run_config, raise_on_error=False)
 wall = time.perf_counter() - t0
 steps = {}
 for event in result.all_events:
     if event.event_type_value == "STEP_SUCCESS":
         steps[event.step_key] = event.event_specific_data.duration_ms / 1000
-print("RESULT" + json.dumps({"wall": wall, "steps": steps, "success": result.success}))
+print("RESULT" + json.dumps({"wall": wall, "steps": steps, "success": result.success,
+                             "run_id": result.run_id}))
 """
 
 
-def materialize(env: dict[str, str], target: str, start: date, end: date) -> RunTimes:
+def materialize(
+    env: dict[str, str], target: str, start: date, end: date, run_config: dict | None = None
+) -> RunTimes:
     """Materialize ``target`` (comma-separated asset keys, or ``job:<name>``) over the days
-    [start, end] in a fresh process; raise with the child's output when the run fails."""
+    [start, end] in a fresh process (with ``run_config`` when given); raise with the child's
+    output when the run fails."""
+    extra = [json.dumps(run_config)] if run_config is not None else []
     out = subprocess.run(
-        [PYTHON, "-W", "ignore", "-c", _MATERIALIZE, target, start.isoformat(), end.isoformat()],
+        [
+            PYTHON,
+            "-W",
+            "ignore",
+            "-c",
+            _MATERIALIZE,
+            target,
+            start.isoformat(),
+            end.isoformat(),
+            *extra,
+        ],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -157,7 +175,7 @@ def materialize(env: dict[str, str], target: str, start: date, end: date) -> Run
             f"materialize {target} [{start}, {end}] failed:\n{out.stdout[-3000:]}\n"
             f"{out.stderr[-3000:]}"
         )
-    return RunTimes(wall=result["wall"], steps=result["steps"])
+    return RunTimes(wall=result["wall"], steps=result["steps"], run_id=result["run_id"])
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> float:
