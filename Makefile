@@ -65,7 +65,7 @@ scenario: install
 # run, so a missing program fails them instead of skipping (tests/conftest.py).
 test: install
 	FTI_REQUIRE_SYSTEM_PACKAGES=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) \
-		$(BIN)/pytest -n 2 --dist loadgroup
+		$(BIN)/pytest -n 2 --dist loadgroup --durations=15
 
 # Crash trials (tests/crash): 20 SIGKILLs per kind instead of make test's 3, a line per kind.
 soak: install
