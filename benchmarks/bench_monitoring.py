@@ -14,7 +14,8 @@ trains the champion) and its batch predictions for the last days:
   gates → champion), broken down by step; then the dataset build alone (``build_training_frame``
   on a pinned lake connection, a fresh process) against the same examples (built by the same
   label spec) with the same five feature groups joined by raw DuckDB ASOF SQL, one join per
-  group into a temporary table, over the lake (a fresh process, result as a Polars frame). Goal: the dataset build at most 2× that.
+  group into a temporary table, over the lake (a fresh process, result as a Polars frame).
+  Goal: the dataset build at most 2× that.
 
 Run alone: ``python -m benchmarks.bench_monitoring --scale quick``.
 """
