@@ -75,7 +75,7 @@ def _monitoring_cost(world: World) -> Section:
         sum(monitoring.steps.values()),
         sum(monitoring.steps.values()) / sum(features.steps.values()),
     )
-    for step, seconds in sorted(monitoring.steps.items(), key=lambda kv: -kv[1]):
+    for step, seconds in monitoring.slowest_first():
         section.add(f"monitoring step {step}", seconds, seconds / features.wall)
     first, last = world.scored_days
     section.notes += [
@@ -91,14 +91,9 @@ def _monitoring_cost(world: World) -> Section:
         f"for {first} … {last} ({world.timings['batch scoring']:.1f} s for the "
         f"{world.plan.scored_days} days in one run), so the performance report has that many "
         "scored days of labels to read, as in steady state.",
-        "Feature-pipeline steps: " + _steps(features),
+        "Feature-pipeline steps: " + features.describe_steps(),
     ]
     return section
-
-
-def _steps(run: RunTimes) -> str:
-    ordered = sorted(run.steps.items(), key=lambda kv: -kv[1])
-    return ", ".join(f"{step} {seconds:.1f}s" for step, seconds in ordered)
 
 
 # --- time to recover -------------------------------------------------------------------------

@@ -313,18 +313,13 @@ def _reuse(world: World, risk_scoring_s: float) -> Section:
         "sum of the daily run's steps.",
         "Separately (measured): a second run for the same day of only "
         f"{', '.join(RISK_DAILY_FEATURES)} and their checks (whole run {alone.wall:.1f} s; steps: "
-        + _steps(alone)
+        + alone.describe_steps()
         + "). Apportioned: the daily run's dbt step (it also builds the merchant models), "
         "card_transaction_features, and the contracts and online tables of "
         f"{' and '.join(RISK_READS)}.",
-        "Daily-run steps: " + _steps(daily),
+        "Daily-run steps: " + daily.describe_steps(),
     ]
     return section
-
-
-def _steps(run: RunTimes) -> str:
-    ordered = sorted(run.steps.items(), key=lambda kv: -kv[1])
-    return ", ".join(f"{step} {seconds:.1f}s" for step, seconds in ordered)
 
 
 if __name__ == "__main__":

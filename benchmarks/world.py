@@ -114,6 +114,13 @@ class RunTimes:
     def step(self, key: str) -> float:
         return self.steps.get(key, 0.0)
 
+    def slowest_first(self) -> list[tuple[str, float]]:
+        return sorted(self.steps.items(), key=lambda kv: -kv[1])
+
+    def describe_steps(self) -> str:
+        """The steps, slowest first: ``"step_a 1.2s, step_b 0.3s"``."""
+        return ", ".join(f"{step} {seconds:.1f}s" for step, seconds in self.slowest_first())
+
 
 # A child process materializes a selection over a window (or executes a job) and prints JSON
 # step timings.
