@@ -131,22 +131,34 @@ class SqliteEventLog:
                 )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._con = sqlite3.connect(
-                    self.path,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    timeout=_BUSY_TIMEOUT_S,
-                )
-                self._con.execute("PRAGMA journal_mode=WAL").fetchall()
-                self._con.execute("PRAGMA synchronous=NORMAL")
-                self._con.execute(
-                    f'CREATE TABLE IF NOT EXISTS "{_TABLE}" (log_offset INTEGER PRIMARY KEY '
-                    "AUTOINCREMENT, logged_at_us INTEGER NOT NULL, payload BLOB NOT NULL)"
-                )
+                self._con = self._open_for_writing()
         except sqlite3.Error as exc:
             raise EventLogUnavailableError(
                 f"event log {self.path} cannot be opened: {exc}"
             ) from exc
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        """A connection in WAL mode with the table created. Several processes opening a new
+        log at once can get "database is locked" from the switch to WAL without SQLite waiting
+        on its busy handler: retry that until the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            con = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
+            )
+            try:
+                con.execute("PRAGMA journal_mode=WAL").fetchall()
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute(
+                    f'CREATE TABLE IF NOT EXISTS "{_TABLE}" (log_offset INTEGER PRIMARY KEY '
+                    "AUTOINCREMENT, logged_at_us INTEGER NOT NULL, payload BLOB NOT NULL)"
+                )
+                return con
+            except sqlite3.OperationalError as exc:
+                con.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def append(self, payloads: Sequence[bytes]) -> list[int]:
         if self.readonly:
